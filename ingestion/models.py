@@ -1,0 +1,97 @@
+"""Market data providers and how exchanges and instruments map onto them."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from marketapp.fields import EncryptedJSONField
+from marketapp.models import BaseModel
+
+# Default settings per provider kind; a Provider row's settings are merged over these.
+DEFAULT_SETTINGS: dict[str, dict] = {
+    "yahoo": {
+        "feed_url": "wss://streamer.finance.yahoo.com/?version=2",
+        "resubscribe_s": 15,
+    },
+    "dhan": {
+        "feed_url": "wss://api-feed.dhan.co",
+        "rest_url": "https://api.dhan.co/v2",
+        "mode": "quote",
+    },
+    "simulated": {"tick_interval_ms": 250, "seed": None, "follow_sessions": False},
+    "replay": {"path": "", "speed": 1.0, "loop": False},
+}
+
+
+class Provider(BaseModel):
+    """A source of quotes: Yahoo, Dhan, the simulator or a CSV replayer."""
+
+    class Kind(models.TextChoices):
+        YAHOO = "yahoo", "Yahoo Finance"
+        DHAN = "dhan", "Dhan"
+        SIMULATED = "simulated", "Simulated"
+        REPLAY = "replay", "Replay"
+
+    name = models.CharField(max_length=100)
+    code = models.CharField(max_length=16, unique=True, help_text="YF, DHAN, SIM, REPLAY.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    settings = models.JSONField(default=dict, blank=True, help_text="feed_url, rest_url, mode, ...")
+    credentials = EncryptedJSONField(blank=True, default=dict, help_text="Encrypted at rest; write-only.")
+    rate_limit = models.FloatField(default=5.0, help_text="REST requests per second.")
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def credentials_set(self) -> bool:
+        """Whether any credential value is stored (the values themselves are never shown)."""
+        return any(bool(v) for v in (self.credentials or {}).values())
+
+    def effective_settings(self) -> dict:
+        """This provider's settings over its kind's defaults."""
+        return {**DEFAULT_SETTINGS.get(self.kind, {}), **(self.settings or {})}
+
+
+class ExchangeProviderMapping(BaseModel):
+    """Which providers serve an exchange, primary first then by priority (lower first)."""
+
+    exchange = models.ForeignKey("exchanges.Exchange", on_delete=models.CASCADE, related_name="provider_mappings")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="exchange_mappings")
+    is_primary = models.BooleanField(default=False)
+    priority = models.PositiveSmallIntegerField(default=100)
+
+    class Meta:
+        ordering = ["exchange", "-is_primary", "priority"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "provider"], name="ingestion_unique_exchange_provider"),
+            models.UniqueConstraint(
+                fields=["exchange"], condition=models.Q(is_primary=True), name="ingestion_one_primary_per_exchange"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange} via {self.provider}{' (primary)' if self.is_primary else ''}"
+
+
+class ProviderInstrumentMapping(BaseModel):
+    """How a provider names an instrument: Dhan security id + segment, Yahoo symbol, ..."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="instrument_mappings")
+    instrument = models.ForeignKey("instruments.Instrument", on_delete=models.CASCADE, related_name="provider_mappings")
+    search_code = models.CharField(max_length=64, help_text="e.g. Dhan security id 2885, Yahoo RELIANCE.NS")
+    segment = models.CharField(max_length=16, blank=True, help_text="e.g. NSE_EQ (Dhan)")
+
+    class Meta:
+        ordering = ["provider", "instrument"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "instrument"], name="ingestion_unique_provider_instrument"),
+            models.UniqueConstraint(
+                fields=["provider", "segment", "search_code"], name="ingestion_unique_provider_segment_code"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.code}:{self.segment + '/' if self.segment else ''}{self.search_code}"

@@ -1,0 +1,67 @@
+"""Price history: 1-minute (and other intraday) bars, and daily bars."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from marketapp.models import BaseModel
+
+
+class PriceHistoryIntraday(BaseModel):
+    """One intraday bar; ``timestamp`` is the bar's open instant in UTC."""
+
+    instrument = models.ForeignKey("instruments.Instrument", on_delete=models.CASCADE, related_name="intraday_bars")
+    timestamp = models.DateTimeField()
+    interval = models.CharField(max_length=8, default="1m")
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.BigIntegerField(default=0)
+    trade_count = models.IntegerField(null=True, blank=True)
+    vwap = models.FloatField(null=True, blank=True)
+    previous_close = models.FloatField(null=True, blank=True)
+    adj_close = models.FloatField(null=True, blank=True)
+    delivery_percentage = models.FloatField(null=True, blank=True)
+    source = models.ForeignKey("ingestion.Provider", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        verbose_name = "intraday bar"
+        ordering = ["instrument", "interval", "timestamp"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instrument", "interval", "timestamp"], name="marketdata_intraday_unique_bar"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.interval} {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class PriceHistoryDaily(BaseModel):
+    """One trading day's bar; ``date`` is the trading date in the exchange's time zone."""
+
+    instrument = models.ForeignKey("instruments.Instrument", on_delete=models.CASCADE, related_name="daily_bars")
+    date = models.DateField()
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.BigIntegerField(default=0)
+    adj_close = models.FloatField(null=True, blank=True)
+    previous_close = models.FloatField(null=True, blank=True)
+    dividend = models.FloatField(null=True, blank=True)
+    split = models.FloatField(null=True, blank=True)
+    delivery_percentage = models.FloatField(null=True, blank=True)
+    source = models.ForeignKey("ingestion.Provider", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    from_rollup = models.BooleanField(default=False, help_text="Built from intraday bars, not provider history.")
+
+    class Meta:
+        verbose_name = "daily bar"
+        ordering = ["instrument", "date"]
+        constraints = [
+            models.UniqueConstraint(fields=["instrument", "date"], name="marketdata_daily_unique_bar"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.date}"
