@@ -1,0 +1,3 @@
+"""URL routes of the exchanges app."""
+
+urlpatterns: list = []

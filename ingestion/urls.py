@@ -1,0 +1,3 @@
+"""URL routes of the ingestion app."""
+
+urlpatterns: list = []

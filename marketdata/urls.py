@@ -1,0 +1,3 @@
+"""URL routes of the marketdata app."""
+
+urlpatterns: list = []
