@@ -1,0 +1,1 @@
+"""Provider feed clients: one module per provider kind, one interface (``base.FeedClient``)."""

@@ -1,0 +1,224 @@
+"""The interface every provider feed client implements, and what they share.
+
+A client owns its network I/O inside the event loop (no threads), turns provider frames into
+``Tick`` objects and hands them out through a bounded queue: when the engine falls behind,
+the client's reader waits, so the provider's socket applies back-pressure and nothing is
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ingestion.ticks import Tick
+
+logger = logging.getLogger(__name__)
+
+
+class FeedStatus(enum.StrEnum):
+    """Where a feed client is in its life."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    BACKING_OFF = "backing_off"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One instrument as a provider knows it."""
+
+    instrument_id: int
+    symbol: str
+    exchange: str
+    search_code: str = ""
+    segment: str = ""
+
+
+@dataclass
+class FeedStats:
+    """Counters a client keeps for status pages and tests."""
+
+    ticks: int = 0
+    malformed: int = 0
+    reconnects: int = 0
+    last_tick_at: float | None = None
+    connected_at: float | None = None
+    status_changed_at: float = field(default_factory=time.monotonic)
+
+
+class FeedError(Exception):
+    """A provider refused us for a reason that retrying will not fix (credentials, plan)."""
+
+
+class Backoff:
+    """Exponential backoff with full jitter: base * 2**attempt, capped, randomised."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def next_delay(self) -> float:
+        delay = self._rng.uniform(0, min(self.cap, self.base * 2**self.attempt))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class FeedClient(ABC):
+    """A provider's live feed: connect, subscribe, and read normalized ticks.
+
+    Subclasses implement ``_run`` (the connection loop) and the subscription hooks; this
+    base keeps the desired subscription set, the status, the counters and the tick queue.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        code: str,
+        settings: dict | None = None,
+        credentials: dict | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.code = code
+        self.settings = dict(settings or {})
+        self.credentials = dict(credentials or {})
+        self.subscriptions: dict[int, Subscription] = {}
+        self.status = FeedStatus.IDLE
+        self.last_error: str = ""
+        self.stats = FeedStats()
+        self._queue: asyncio.Queue[Tick] = asyncio.Queue(maxsize=queue_size)
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    # --- life cycle ---------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Start the connection loop in the background (returns at once)."""
+        if self._task and not self._task.done():
+            return
+        self._stopping = False
+        self._task = asyncio.create_task(self._guarded_run(), name=f"feed-{self.code}")
+
+    async def disconnect(self) -> None:
+        """Stop the loop and close the connection."""
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.set_status(FeedStatus.STOPPED)
+
+    async def _guarded_run(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except FeedError as exc:
+            self.set_status(FeedStatus.FAILED, str(exc))
+        except Exception as exc:  # a bug must show in the status, not vanish in a task
+            logger.exception("feed %s crashed", self.code)
+            self.set_status(FeedStatus.FAILED, f"{type(exc).__name__}: {exc}")
+
+    @abstractmethod
+    async def _run(self) -> None:
+        """Connect, subscribe, read frames and reconnect until cancelled."""
+
+    # --- subscriptions ------------------------------------------------------------------
+    async def subscribe(self, subscriptions: Iterable[Subscription]) -> None:
+        """Add instruments to the stream (sent at once when connected, else on connect)."""
+        added = [s for s in subscriptions if s.instrument_id not in self.subscriptions]
+        for sub in added:
+            self.subscriptions[sub.instrument_id] = sub
+        if added:
+            await self._on_subscribe(added)
+
+    async def unsubscribe(self, instrument_ids: Iterable[int]) -> None:
+        """Remove instruments from the stream."""
+        removed = [self.subscriptions.pop(i) for i in list(instrument_ids) if i in self.subscriptions]
+        if removed:
+            await self._on_unsubscribe(removed)
+
+    async def _on_subscribe(self, added: list[Subscription]) -> None:  # noqa: B027 - optional hook
+        """Tell the provider about new instruments if connected (optional)."""
+
+    async def _on_unsubscribe(self, removed: list[Subscription]) -> None:  # noqa: B027 - optional hook
+        """Tell the provider to stop sending these instruments (optional)."""
+
+    # --- output -------------------------------------------------------------------------
+    async def emit(self, tick: Tick) -> None:
+        """Queue a tick for the engine; waits (back-pressure) when the queue is full."""
+        self.stats.ticks += 1
+        self.stats.last_tick_at = time.time()
+        await self._queue.put(tick)
+
+    async def ticks(self) -> AsyncIterator[Tick]:
+        """The normalized ticks, in arrival order."""
+        while True:
+            yield await self._queue.get()
+
+    def get_nowait_batch(self, limit: int = 1000) -> list[Tick]:
+        """Up to ``limit`` queued ticks without waiting (for batch processing)."""
+        out: list[Tick] = []
+        while len(out) < limit:
+            try:
+                out.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return out
+
+    async def next_batch(self, limit: int = 1000) -> list[Tick]:
+        """Wait for at least one tick, then take what is queued, up to ``limit``."""
+        first = await self._queue.get()
+        return [first, *self.get_nowait_batch(limit - 1)]
+
+    # --- status -------------------------------------------------------------------------
+    def set_status(self, status: FeedStatus, error: str = "") -> None:
+        if status != self.status:
+            logger.info("feed %s: %s -> %s %s", self.code, self.status, status, error)
+            self.stats.status_changed_at = time.monotonic()
+        self.status = status
+        if error:
+            self.last_error = error
+        if status == FeedStatus.STREAMING:
+            self.stats.connected_at = time.time()
+
+    def count_malformed(self, reason: str, frame: bytes | str = b"") -> None:
+        """Count and log a frame that could not be parsed; the stream goes on."""
+        self.stats.malformed += 1
+        logger.warning("feed %s: malformed frame skipped (%s): %r", self.code, reason, frame[:80])
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == FeedStatus.STREAMING
+
+    def status_dict(self) -> dict:
+        """A JSON-ready summary of this client's state."""
+        return {
+            "code": self.code,
+            "kind": self.kind,
+            "status": str(self.status),
+            "last_error": self.last_error,
+            "subscriptions": len(self.subscriptions),
+            "ticks": self.stats.ticks,
+            "malformed": self.stats.malformed,
+            "reconnects": self.stats.reconnects,
+            "last_tick_at": self.stats.last_tick_at,
+        }
