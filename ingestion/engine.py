@@ -1,0 +1,284 @@
+"""The ingestion engine: ticks in; quotes, bars, store writes and live updates out.
+
+One engine per process. Feed clients hand it batches of ticks; each batch becomes one
+tick-store write (one Redis round trip) and one publish per changed instrument. A timer
+closes 1-minute bars on the minute boundary even when an instrument goes quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+
+from ingestion.bars import Bar, BarAggregator, Quote
+from ingestion.normalize import VolumeNormalizer
+from ingestion.publish import bar_group, bar_payload, encode, quote_group, quote_payload
+from ingestion.ticks import Tick
+from ingestion.tickstore import StoreBatch, TickStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InstrumentMeta:
+    """What the engine needs to know about an instrument to label and bound its data."""
+
+    instrument_id: int
+    symbol: str
+    exchange: str
+    timezone: str = "UTC"
+    _zone: ZoneInfo | None = field(default=None, repr=False)
+    _day: tuple[int, int] = field(default=(0, 0), repr=False)
+
+    def session_day(self, ts_ms: int) -> tuple[int, int]:
+        """``[start, end)`` in UTC ms of the exchange-local calendar day containing ``ts_ms``."""
+        start, end = self._day
+        if start <= ts_ms < end:
+            return self._day
+        zone = self._zone = self._zone or ZoneInfo(self.timezone)
+        local = datetime.fromtimestamp(ts_ms / 1000, zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        following = (midnight + timedelta(days=1)).replace(tzinfo=zone)
+        self._day = (int(midnight.timestamp() * 1000), int(following.timestamp() * 1000))
+        return self._day
+
+
+@dataclass
+class EngineStats:
+    """Counters for status pages and benchmarks."""
+
+    ticks_in: int = 0
+    ticks_unknown: int = 0
+    ticks_other_provider: int = 0
+    bars_closed: int = 0
+    batches: int = 0
+    store_errors: int = 0
+    last_tick_ms: int | None = None
+    recent: list[tuple[float, int]] = field(default_factory=list)  # (monotonic s, ticks) per batch
+
+    def ticks_per_second(self, window_s: float = 60.0) -> float:
+        now = time.monotonic()
+        self.recent = [(t, n) for t, n in self.recent if now - t <= window_s]
+        return sum(n for _, n in self.recent) / window_s
+
+
+class Engine:
+    """Normalizes ticks, keeps quotes and 1m bars, writes the tick store and publishes."""
+
+    def __init__(
+        self,
+        *,
+        store: TickStore,
+        publisher=None,
+        store_ticks: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.store_ticks = store_ticks
+        self.clock = clock
+        self.meta: dict[int, InstrumentMeta] = {}
+        # instrument id -> provider code serving it; ticks from others are dropped
+        self.assigned: dict[int, str] = {}
+        self.quotes: dict[int, Quote] = {}
+        self.aggregator = BarAggregator()
+        self.volumes = VolumeNormalizer()
+        self.stats = EngineStats()
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task | None = None
+
+    # --- set-up -------------------------------------------------------------------------
+    def set_instruments(self, metas: Iterable[InstrumentMeta]) -> None:
+        """Declare the instruments the engine may receive (labels and time zones)."""
+        for m in metas:
+            self.meta[m.instrument_id] = m
+
+    async def restore(self) -> None:
+        """Take back quotes, open bars and cumulative volumes left by the previous run."""
+        state = await self.store.load_state()
+        self.quotes.update(state.quotes)
+        self.aggregator.restore(list(state.open_bars.values()))
+        self.volumes.cumulative.update(state.cumulative)
+
+    async def start(self) -> None:
+        """Restore state and start the bar-closing timer."""
+        await self.restore()
+        if self._timer is None:
+            self._timer = asyncio.create_task(self._close_bars_forever(), name="engine-bar-timer")
+
+    async def stop(self) -> None:
+        """Stop the timer and flush the bars whose minute has ended."""
+        if self._timer:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        await self.close_bars()
+
+    # --- the hot path -------------------------------------------------------------------
+    async def process(self, ticks: list[Tick]) -> None:
+        """Apply one batch of ticks: one store write, one publish per changed instrument."""
+        async with self._lock:
+            batch = StoreBatch()
+            changed: dict[int, Quote] = {}
+            touched_bars: dict[int, Bar] = {}
+            closed: list[Bar] = []
+            meta = self.meta
+            assigned = self.assigned
+            for tick in ticks:
+                iid = tick.instrument_id
+                m = meta.get(iid)
+                if m is None:
+                    self.stats.ticks_unknown += 1
+                    continue
+                owner = assigned.get(iid)
+                if owner is not None and owner != tick.provider:
+                    self.stats.ticks_other_provider += 1
+                    continue
+                quote = self.quotes.get(iid)
+                day_start, day_end = m.session_day(tick.ts)
+                new_session = quote is not None and not (day_start <= quote.ts < day_end) and tick.ts >= quote.ts
+                volume = self.volumes.volume_of(tick, new_session=new_session)
+                if volume is None:
+                    continue
+                finished = self.aggregator.add(iid, tick.ts, tick.price, volume, tick.provider)
+                if finished is not None:
+                    closed.append(finished)
+                bar = self.aggregator.open_bars.get(iid)
+                if bar is not None:
+                    touched_bars[iid] = bar
+                quote = self._update_quote(quote, tick, volume, new_session)
+                self.quotes[iid] = quote
+                changed[iid] = quote
+                if self.store_ticks:
+                    batch.ticks.append(tick)
+                if tick.day_volume is not None:
+                    batch.cumulative[iid] = self.volumes.cumulative[iid]
+                self.stats.ticks_in += 1
+                self.stats.last_tick_ms = tick.ts
+            for quote in changed.values():
+                quote.seq += 1
+            batch.quotes = list(changed.values())
+            batch.open_bars = list(touched_bars.values())
+            batch.closed_bars = closed
+            self.stats.bars_closed += len(closed)
+            self.stats.batches += 1
+            self.stats.recent.append((time.monotonic(), len(ticks)))
+            if len(self.stats.recent) > 10_000:
+                self.stats.ticks_per_second()
+            await self._write(batch)
+            await self._publish(changed.values(), touched_bars.values(), closed)
+
+    @staticmethod
+    def _update_quote(quote: Quote | None, tick: Tick, volume: int, new_session: bool) -> Quote:
+        price = tick.price
+        if quote is None or new_session:
+            quote = Quote(
+                instrument_id=tick.instrument_id,
+                ts=tick.ts,
+                last=price,
+                open=tick.day_open or price,
+                high=tick.day_high or price,
+                low=tick.day_low or price,
+                volume=tick.day_volume if tick.day_volume is not None else volume,
+                previous_close=tick.prev_close or (quote.last if quote is not None else None),
+                bid=tick.bid,
+                ask=tick.ask,
+                seq=quote.seq if quote is not None else 0,
+                provider=tick.provider,
+            )
+            return quote
+        if tick.ts >= quote.ts:
+            quote.ts = tick.ts
+            quote.last = price
+        quote.open = tick.day_open or quote.open
+        quote.high = max(quote.high, tick.day_high or price, price)
+        quote.low = min(quote.low, tick.day_low or price, price)
+        quote.volume = tick.day_volume if tick.day_volume is not None else quote.volume + volume
+        if tick.prev_close:
+            quote.previous_close = tick.prev_close
+        if tick.bid is not None:
+            quote.bid = tick.bid
+        if tick.ask is not None:
+            quote.ask = tick.ask
+        quote.provider = tick.provider
+        return quote
+
+    async def _publish(self, quotes: Iterable[Quote], open_bars: Iterable[Bar], closed: list[Bar]) -> None:
+        if self.publisher is None:
+            return
+        messages: list[tuple[str, str]] = []
+        for q in quotes:
+            m = self.meta[q.instrument_id]
+            messages.append((quote_group(q.instrument_id), encode(quote_payload(q, m.symbol, m.exchange))))
+        for bar in closed:
+            m = self.meta[bar.instrument_id]
+            messages.append((bar_group(bar.instrument_id), encode(bar_payload(bar, m.symbol, m.exchange, closed=True))))
+        for bar in open_bars:
+            m = self.meta[bar.instrument_id]
+            messages.append(
+                (bar_group(bar.instrument_id), encode(bar_payload(bar, m.symbol, m.exchange, closed=False)))
+            )
+        await self.publisher.publish(messages)
+
+    # --- the minute boundary ------------------------------------------------------------
+    async def close_bars(self, now_ms: int | None = None) -> list[Bar]:
+        """Close the bars whose minute ended (quiet instruments included) and hand them on."""
+        async with self._lock:
+            now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
+            closed = self.aggregator.close_due(now_ms)
+            if closed:
+                self.stats.bars_closed += len(closed)
+                await self._write(StoreBatch(closed_bars=closed))
+                await self._publish((), (), closed)
+            return closed
+
+    async def _close_bars_forever(self) -> None:
+        while True:
+            now = self.clock()
+            # Wake just after the next minute boundary (and at least once a second).
+            await asyncio.sleep(min(1.0, 60 - now % 60 + 0.05))
+            try:
+                await self.close_bars()
+            except Exception:
+                logger.exception("closing bars failed; retrying on the next tick of the timer")
+
+    async def _write(self, batch: StoreBatch) -> None:
+        """Write a batch, retrying until the store takes it.
+
+        The in-memory state already includes the batch, so giving up would lose it; waiting
+        holds the lock, the feed queues fill and the providers' sockets apply back-pressure.
+        """
+        delay = 0.2
+        while True:
+            try:
+                await self.store.write(batch)
+                return
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                self.stats.store_errors += 1
+                logger.warning("tick store unavailable (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    # --- feeding from clients -----------------------------------------------------------
+    async def consume(self, client, batch_size: int = 2000) -> None:
+        """Process a feed client's ticks until cancelled."""
+        while True:
+            await self.process(await client.next_batch(batch_size))
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Connection trouble (Redis down or restarting), as opposed to a bug."""
+    return isinstance(exc, (OSError, TimeoutError, RedisConnectionError, RedisTimeout, BusyLoadingError))

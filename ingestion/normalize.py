@@ -1,0 +1,63 @@
+"""From provider ticks to trades the bars can use: volume deltas, duplicates, sessions.
+
+Providers send cumulative day volume (Yahoo ``day_volume``, Dhan quote volume). Summing it
+into bars was the seed design's inflated-volume bug; here each tick's volume is the
+difference from the previous cumulative value of that instrument. The last cumulative value
+lives in the tick store so that after a restart the first tick neither zeroes nor doubles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingestion.ticks import Tick
+
+
+@dataclass(slots=True)
+class _Last:
+    ts: int
+    price: float
+    cum: int | None
+    size: int | None
+
+
+class VolumeNormalizer:
+    """Turns a tick into the traded volume since the previous tick of the same instrument."""
+
+    def __init__(self, cumulative: dict[int, int] | None = None) -> None:
+        # instrument id -> last cumulative day volume seen (restored from the tick store)
+        self.cumulative: dict[int, int] = dict(cumulative or {})
+        self._last: dict[int, _Last] = {}
+        self.duplicates = 0
+
+    def volume_of(self, tick: Tick, *, new_session: bool = False) -> int | None:
+        """The volume this tick adds, or ``None`` when the tick repeats the previous one."""
+        iid = tick.instrument_id
+        last = self._last.get(iid)
+        if (
+            last is not None
+            and last.ts == tick.ts
+            and last.price == tick.price
+            and last.cum == tick.day_volume
+            and last.size == tick.size
+        ):
+            self.duplicates += 1
+            return None
+        self._last[iid] = _Last(tick.ts, tick.price, tick.day_volume, tick.size)
+
+        if tick.day_volume is None:
+            return max(tick.size or 0, 0)
+        cum = tick.day_volume
+        previous = self.cumulative.get(iid)
+        self.cumulative[iid] = cum
+        if previous is None:
+            # First sight of this instrument: the volume before it belongs to no bar of ours.
+            return 0
+        if cum >= previous:
+            return cum - previous
+        # The cumulative count went down: a new session started (counts restart from zero).
+        # Within a session a lower value is a stale or out-of-order update: add nothing.
+        if new_session:
+            return cum
+        self.cumulative[iid] = previous
+        return 0

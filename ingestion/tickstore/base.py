@@ -1,0 +1,89 @@
+"""The tick store interface shared by the Redis and in-memory implementations."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from ingestion.bars import Bar, Quote
+from ingestion.ticks import Tick
+
+# How long raw ticks and recent closed bars stay in the store (the saver persists bars long
+# before this; the window is for readers and recovery, not the only copy).
+TICK_RETENTION_MS = 60 * 60 * 1000
+BAR_RETENTION_MS = 3 * 24 * 60 * 60 * 1000
+
+
+@dataclass
+class StoreBatch:
+    """Everything one engine step changed, written to the store in one round trip."""
+
+    ticks: list[Tick] = field(default_factory=list)
+    quotes: list[Quote] = field(default_factory=list)
+    open_bars: list[Bar] = field(default_factory=list)
+    closed_bars: list[Bar] = field(default_factory=list)
+    cumulative: dict[int, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.ticks or self.quotes or self.open_bars or self.closed_bars or self.cumulative)
+
+
+@dataclass
+class TickStoreState:
+    """What the engine needs back after a restart."""
+
+    quotes: dict[int, Quote]
+    open_bars: dict[int, Bar]
+    cumulative: dict[int, int]
+
+
+@dataclass(frozen=True)
+class PersistEntry:
+    """A closed bar waiting in the persist stream, with the id needed to acknowledge it."""
+
+    entry_id: str
+    bar: Bar
+
+
+class TickStore(ABC):
+    """Latest quotes, recent ticks and bars, and the persist stream of closed bars."""
+
+    @abstractmethod
+    async def write(self, batch: StoreBatch) -> None:
+        """Apply one engine step atomically (quotes, bars, cumulative volumes, ticks)."""
+
+    @abstractmethod
+    async def load_state(self) -> TickStoreState:
+        """Quotes, open bars and cumulative volumes saved by the previous engine run."""
+
+    @abstractmethod
+    async def latest_quotes(self, instrument_ids: list[int]) -> dict[int, Quote]:
+        """The latest quote of each instrument that has one."""
+
+    @abstractmethod
+    async def recent_bars(self, instrument_id: int, start_ms: int, end_ms: int) -> list[Bar]:
+        """Closed bars still in the store plus the open bar, in ``[start_ms, end_ms)``, ascending."""
+
+    @abstractmethod
+    async def recent_ticks(self, instrument_id: int, start_ms: int) -> list[Tick]:
+        """Raw ticks since ``start_ms`` still inside the retention window."""
+
+    # --- the persist stream (consumed by the saver) ------------------------------------
+    @abstractmethod
+    async def persist_read(self, consumer: str, count: int, block_ms: int = 0) -> list[PersistEntry]:
+        """Claim up to ``count`` closed bars not yet handed to any consumer."""
+
+    @abstractmethod
+    async def persist_claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[PersistEntry]:
+        """Take over bars a dead consumer read but never acknowledged."""
+
+    @abstractmethod
+    async def persist_ack(self, entry_ids: list[str]) -> None:
+        """Mark bars as committed to the database and drop them from the stream."""
+
+    @abstractmethod
+    async def persist_lag(self) -> dict:
+        """``{"pending": n, "oldest_ms": ts or None}``: bars not yet committed, and the oldest one's time."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

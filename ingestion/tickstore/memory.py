@@ -1,0 +1,115 @@
+"""The in-process tick store of the embedded mode (one process, no Redis).
+
+Same behaviour as the Redis store, bounded: ticks and recent bars are trimmed by age, and
+the persist queue is capped (when the saver stops for long, the oldest unsaved bars are
+dropped and counted in ``dropped``, loudly, instead of growing without bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import OrderedDict, deque
+
+from ingestion.bars import Bar, Quote
+from ingestion.ticks import Tick
+
+from .base import BAR_RETENTION_MS, TICK_RETENTION_MS, PersistEntry, StoreBatch, TickStore, TickStoreState
+
+logger = logging.getLogger(__name__)
+
+PERSIST_CAP = 500_000
+
+
+class MemoryTickStore(TickStore):
+    """Dicts and deques behind the tick store interface."""
+
+    def __init__(self, persist_cap: int = PERSIST_CAP) -> None:
+        self.quotes: dict[int, Quote] = {}
+        self.open_bars: dict[int, Bar] = {}
+        self.cumulative: dict[int, int] = {}
+        self.ticks: dict[int, deque[Tick]] = {}
+        self.bars: dict[int, dict[int, Bar]] = {}
+        self._persist: OrderedDict[str, Bar] = OrderedDict()
+        self._pending: dict[str, tuple[str, float]] = {}  # entry id -> (consumer, delivered at)
+        self._ids = itertools.count(1)
+        self._persist_cap = persist_cap
+        self._new_entries = asyncio.Event()
+        self.dropped = 0
+
+    async def write(self, batch: StoreBatch) -> None:
+        now_ms = int(time.time() * 1000)
+        for q in batch.quotes:
+            self.quotes[q.instrument_id] = q
+        self.cumulative.update(batch.cumulative)
+        for bar in batch.closed_bars:
+            self.open_bars.pop(bar.instrument_id, None)
+            self._persist[f"{int(time.time() * 1000)}-{next(self._ids)}"] = bar
+            recent = self.bars.setdefault(bar.instrument_id, {})
+            recent[bar.ts] = bar
+            for ts in [ts for ts in recent if ts < now_ms - BAR_RETENTION_MS]:
+                del recent[ts]
+        for bar in batch.open_bars:
+            self.open_bars[bar.instrument_id] = bar
+        for t in batch.ticks:
+            dq = self.ticks.setdefault(t.instrument_id, deque())
+            dq.append(t)
+            while dq and dq[0].ts < now_ms - TICK_RETENTION_MS:
+                dq.popleft()
+        while len(self._persist) > self._persist_cap:
+            entry_id, _ = self._persist.popitem(last=False)
+            self._pending.pop(entry_id, None)
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                logger.error("memory persist queue full: %d unsaved bars dropped so far", self.dropped)
+        if batch.closed_bars:
+            self._new_entries.set()
+
+    async def load_state(self) -> TickStoreState:
+        return TickStoreState(dict(self.quotes), dict(self.open_bars), dict(self.cumulative))
+
+    async def latest_quotes(self, instrument_ids: list[int]) -> dict[int, Quote]:
+        return {i: self.quotes[i] for i in instrument_ids if i in self.quotes}
+
+    async def recent_bars(self, instrument_id: int, start_ms: int, end_ms: int) -> list[Bar]:
+        by_ts = {ts: b for ts, b in self.bars.get(instrument_id, {}).items() if start_ms <= ts < end_ms}
+        open_bar = self.open_bars.get(instrument_id)
+        if open_bar and start_ms <= open_bar.ts < end_ms:
+            by_ts[open_bar.ts] = open_bar
+        return [by_ts[k] for k in sorted(by_ts)]
+
+    async def recent_ticks(self, instrument_id: int, start_ms: int) -> list[Tick]:
+        return [t for t in self.ticks.get(instrument_id, ()) if t.ts >= start_ms]
+
+    async def persist_read(self, consumer: str, count: int, block_ms: int = 0) -> list[PersistEntry]:
+        fresh = [eid for eid in self._persist if eid not in self._pending][:count]
+        if not fresh and block_ms:
+            self._new_entries.clear()
+            try:
+                async with asyncio.timeout(block_ms / 1000):
+                    await self._new_entries.wait()
+            except TimeoutError:
+                return []
+            fresh = [eid for eid in self._persist if eid not in self._pending][:count]
+        now = time.monotonic()
+        for eid in fresh:
+            self._pending[eid] = (consumer, now)
+        return [PersistEntry(eid, self._persist[eid]) for eid in fresh]
+
+    async def persist_claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[PersistEntry]:
+        now = time.monotonic()
+        stale = [eid for eid, (_c, at) in self._pending.items() if (now - at) * 1000 >= min_idle_ms][:count]
+        for eid in stale:
+            self._pending[eid] = (consumer, now)
+        return [PersistEntry(eid, self._persist[eid]) for eid in stale if eid in self._persist]
+
+    async def persist_ack(self, entry_ids: list[str]) -> None:
+        for eid in entry_ids:
+            self._pending.pop(eid, None)
+            self._persist.pop(eid, None)
+
+    async def persist_lag(self) -> dict:
+        oldest = min((b.ts for b in self._persist.values()), default=None)
+        return {"pending": len(self._persist), "oldest_ms": oldest}

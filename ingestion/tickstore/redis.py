@@ -1,0 +1,206 @@
+"""The Redis tick store (stack mode).
+
+Keys are named by instrument id, never by symbol (symbols carry ``&``, ``^``, ``:``):
+
+- ``md:q``           hash  id -> latest quote (JSON)
+- ``md:ob``          hash  id -> open 1m bar (JSON)
+- ``md:cv``          hash  id -> last cumulative day volume
+- ``md:t:{id}``      stream of raw ticks, trimmed by age (MINID)
+- ``md:b:{id}``      sorted set of recent closed 1m bars scored by open time, trimmed by age
+- ``md:persist``     stream of closed bars for the saver (consumer group ``savers``);
+                     entries leave it only once acknowledged after the database commit
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from ingestion.bars import Bar, Quote
+from ingestion.ticks import Tick
+
+from .base import BAR_RETENTION_MS, TICK_RETENTION_MS, PersistEntry, StoreBatch, TickStore, TickStoreState
+
+QUOTES = "md:q"
+OPEN_BARS = "md:ob"
+CUMULATIVE = "md:cv"
+PERSIST = "md:persist"
+GROUP = "savers"
+
+
+def tick_key(instrument_id: int) -> str:
+    return f"md:t:{instrument_id}"
+
+
+def bars_key(instrument_id: int) -> str:
+    return f"md:b:{instrument_id}"
+
+
+class RedisTickStore(TickStore):
+    """Tick store on Redis; every engine step is one MULTI/EXEC round trip."""
+
+    def __init__(self, url: str, *, client: aioredis.Redis | None = None) -> None:
+        self.url = url
+        self.redis = client or aioredis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=15, retry_on_timeout=True
+        )
+        self._group_ready = False
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # --- engine side --------------------------------------------------------------------
+    async def write(self, batch: StoreBatch) -> None:
+        if not batch:
+            return
+        now_ms = int(time.time() * 1000)
+        pipe = self.redis.pipeline(transaction=True)
+        if batch.quotes:
+            pipe.hset(QUOTES, mapping={q.instrument_id: orjson.dumps(q.as_dict()) for q in batch.quotes})
+        if batch.cumulative:
+            pipe.hset(CUMULATIVE, mapping=batch.cumulative)
+        if batch.closed_bars:
+            closed_ids = {b.instrument_id for b in batch.closed_bars}
+            still_open = {b.instrument_id for b in batch.open_bars}
+            gone = closed_ids - still_open
+            if gone:
+                pipe.hdel(OPEN_BARS, *gone)
+            for bar in batch.closed_bars:
+                data = orjson.dumps(bar.as_dict())
+                pipe.xadd(PERSIST, {"bar": data})
+                key = bars_key(bar.instrument_id)
+                pipe.zadd(key, {data: bar.ts})
+                pipe.zremrangebyscore(key, "-inf", f"({now_ms - BAR_RETENTION_MS}")
+        if batch.open_bars:
+            pipe.hset(OPEN_BARS, mapping={b.instrument_id: orjson.dumps(b.as_dict()) for b in batch.open_bars})
+        if batch.ticks:
+            min_id = now_ms - TICK_RETENTION_MS
+            trimmed: set[int] = set()
+            for t in batch.ticks:
+                fields = {"ts": t.ts, "p": t.price}
+                if t.size is not None:
+                    fields["s"] = t.size
+                if t.day_volume is not None:
+                    fields["v"] = t.day_volume
+                key = tick_key(t.instrument_id)
+                if t.instrument_id in trimmed:
+                    pipe.xadd(key, fields)
+                else:
+                    trimmed.add(t.instrument_id)
+                    pipe.xadd(key, fields, minid=min_id, approximate=True)
+        await pipe.execute()
+
+    async def load_state(self) -> TickStoreState:
+        quotes, bars, cum = await self._hgetall_many(QUOTES, OPEN_BARS, CUMULATIVE)
+        return TickStoreState(
+            quotes={int(k): Quote.from_dict(orjson.loads(v)) for k, v in quotes.items()},
+            open_bars={int(k): Bar.from_dict(orjson.loads(v)) for k, v in bars.items()},
+            cumulative={int(k): int(v) for k, v in cum.items()},
+        )
+
+    async def _hgetall_many(self, *keys: str) -> list[dict]:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return await pipe.execute()
+
+    # --- readers ------------------------------------------------------------------------
+    async def latest_quotes(self, instrument_ids: list[int]) -> dict[int, Quote]:
+        if not instrument_ids:
+            return {}
+        values = await self.redis.hmget(QUOTES, instrument_ids)
+        return {i: Quote.from_dict(orjson.loads(v)) for i, v in zip(instrument_ids, values, strict=True) if v}
+
+    async def recent_bars(self, instrument_id: int, start_ms: int, end_ms: int) -> list[Bar]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(bars_key(instrument_id), start_ms, f"({end_ms}")
+        pipe.hget(OPEN_BARS, instrument_id)
+        closed, open_raw = await pipe.execute()
+        by_ts = {bar.ts: bar for bar in (Bar.from_dict(orjson.loads(raw)) for raw in closed)}
+        if open_raw:
+            bar = Bar.from_dict(orjson.loads(open_raw))
+            if start_ms <= bar.ts < end_ms:
+                by_ts[bar.ts] = bar
+        return [by_ts[k] for k in sorted(by_ts)]
+
+    async def recent_ticks(self, instrument_id: int, start_ms: int) -> list[Tick]:
+        entries = await self.redis.xrange(tick_key(instrument_id), min=start_ms)
+        out = []
+        for _id, f in entries:
+            out.append(
+                Tick(
+                    instrument_id=instrument_id,
+                    provider="",
+                    ts=int(f[b"ts"]),
+                    price=float(f[b"p"]),
+                    size=int(f[b"s"]) if b"s" in f else None,
+                    day_volume=int(f[b"v"]) if b"v" in f else None,
+                )
+            )
+        return out
+
+    # --- the persist stream -------------------------------------------------------------
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(PERSIST, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _with_group(self, fn):
+        await self._ensure_group()
+        try:
+            return await fn()
+        except ResponseError as exc:
+            # Redis restarted without the stream: recreate the group and try once more.
+            if "NOGROUP" not in str(exc):
+                raise
+            self._group_ready = False
+            await self._ensure_group()
+            return await fn()
+
+    @staticmethod
+    def _entries(raw) -> list[PersistEntry]:
+        out = []
+        for entry_id, fields in raw:
+            if not fields:  # deleted while pending
+                continue
+            eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            out.append(PersistEntry(eid, Bar.from_dict(orjson.loads(fields[b"bar"]))))
+        return out
+
+    async def persist_read(self, consumer: str, count: int, block_ms: int = 0) -> list[PersistEntry]:
+        async def read():
+            resp = await self.redis.xreadgroup(GROUP, consumer, {PERSIST: ">"}, count=count, block=block_ms or None)
+            return self._entries(resp[0][1]) if resp else []
+
+        return await self._with_group(read)
+
+    async def persist_claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[PersistEntry]:
+        async def claim():
+            resp = await self.redis.xautoclaim(PERSIST, GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
+            return self._entries(resp[1])
+
+        return await self._with_group(claim)
+
+    async def persist_ack(self, entry_ids: list[str]) -> None:
+        if not entry_ids:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(PERSIST, GROUP, *entry_ids)
+        pipe.xdel(PERSIST, *entry_ids)
+        await pipe.execute()
+
+    async def persist_lag(self) -> dict:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xlen(PERSIST)
+        pipe.xrange(PERSIST, count=1)
+        length, first = await pipe.execute()
+        oldest = orjson.loads(first[0][1][b"bar"])["ts"] if first else None
+        return {"pending": int(length), "oldest_ms": oldest}
