@@ -40,12 +40,16 @@ class Exchange(BaseModel):
     def __str__(self) -> str:
         return self.code
 
+    def clean_fields(self, exclude=None) -> None:
+        # Normalise before the field validators run, so 'inr' is accepted as INR.
+        self.code = (self.code or "").strip().upper()
+        self.currency = (self.currency or "").strip().upper()
+        super().clean_fields(exclude=exclude)
+
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
         super().clean()
-        self.code = (self.code or "").strip().upper()
-        self.currency = (self.currency or "").strip().upper()
         if not self.is_open_24_hours:
             if self.market_open is None or self.market_close is None:
                 raise ValidationError("Market open and close times are required unless open 24 hours.")

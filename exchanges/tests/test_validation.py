@@ -51,11 +51,10 @@ def test_bad_currency_rejected():
     assert "currency" in errors_of(build(currency="XXX1"))
 
 
-def test_clean_upper_cases_currency_and_code():
+def test_full_clean_accepts_and_upper_cases_lower_case_currency_and_code():
     exchange = build(currency=" inr ", code="nse")
-    exchange.clean()
-    assert (exchange.currency, exchange.code) == ("INR", "NSE")
     exchange.full_clean()
+    assert (exchange.currency, exchange.code) == ("INR", "NSE")
 
 
 def test_calendar_code_validated():

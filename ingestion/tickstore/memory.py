@@ -12,6 +12,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict, deque
+from dataclasses import replace
 
 from ingestion.bars import Bar, Quote
 from ingestion.ticks import Tick
@@ -40,23 +41,25 @@ class MemoryTickStore(TickStore):
         self.dropped = 0
 
     async def write(self, batch: StoreBatch) -> None:
-        now_ms = int(time.time() * 1000)
+        # Windows are measured in data time (the newest item). Copies: the engine keeps
+        # mutating its own objects, a store must hold snapshots.
         for q in batch.quotes:
-            self.quotes[q.instrument_id] = q
+            self.quotes[q.instrument_id] = replace(q)
         self.cumulative.update(batch.cumulative)
         for bar in batch.closed_bars:
             self.open_bars.pop(bar.instrument_id, None)
+            bar = replace(bar)
             self._persist[f"{int(time.time() * 1000)}-{next(self._ids)}"] = bar
             recent = self.bars.setdefault(bar.instrument_id, {})
             recent[bar.ts] = bar
-            for ts in [ts for ts in recent if ts < now_ms - BAR_RETENTION_MS]:
+            for ts in [ts for ts in recent if ts < bar.ts - BAR_RETENTION_MS]:
                 del recent[ts]
         for bar in batch.open_bars:
-            self.open_bars[bar.instrument_id] = bar
+            self.open_bars[bar.instrument_id] = replace(bar)
         for t in batch.ticks:
             dq = self.ticks.setdefault(t.instrument_id, deque())
             dq.append(t)
-            while dq and dq[0].ts < now_ms - TICK_RETENTION_MS:
+            while dq and dq[0].ts < t.ts - TICK_RETENTION_MS:
                 dq.popleft()
         while len(self._persist) > self._persist_cap:
             entry_id, _ = self._persist.popitem(last=False)
@@ -68,7 +71,11 @@ class MemoryTickStore(TickStore):
             self._new_entries.set()
 
     async def load_state(self) -> TickStoreState:
-        return TickStoreState(dict(self.quotes), dict(self.open_bars), dict(self.cumulative))
+        return TickStoreState(
+            {i: replace(q) for i, q in self.quotes.items()},
+            {i: replace(b) for i, b in self.open_bars.items()},
+            dict(self.cumulative),
+        )
 
     async def latest_quotes(self, instrument_ids: list[int]) -> dict[int, Quote]:
         return {i: self.quotes[i] for i in instrument_ids if i in self.quotes}

@@ -13,8 +13,6 @@ Keys are named by instrument id, never by symbol (symbols carry ``&``, ``^``, ``
 
 from __future__ import annotations
 
-import time
-
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -56,7 +54,7 @@ class RedisTickStore(TickStore):
     async def write(self, batch: StoreBatch) -> None:
         if not batch:
             return
-        now_ms = int(time.time() * 1000)
+        # Windows are measured in data time (the newest item), so a replay of old data keeps them too.
         pipe = self.redis.pipeline(transaction=True)
         if batch.quotes:
             pipe.hset(QUOTES, mapping={q.instrument_id: orjson.dumps(q.as_dict()) for q in batch.quotes})
@@ -73,11 +71,10 @@ class RedisTickStore(TickStore):
                 pipe.xadd(PERSIST, {"bar": data})
                 key = bars_key(bar.instrument_id)
                 pipe.zadd(key, {data: bar.ts})
-                pipe.zremrangebyscore(key, "-inf", f"({now_ms - BAR_RETENTION_MS}")
+                pipe.zremrangebyscore(key, "-inf", f"({bar.ts - BAR_RETENTION_MS}")
         if batch.open_bars:
             pipe.hset(OPEN_BARS, mapping={b.instrument_id: orjson.dumps(b.as_dict()) for b in batch.open_bars})
         if batch.ticks:
-            min_id = now_ms - TICK_RETENTION_MS
             trimmed: set[int] = set()
             for t in batch.ticks:
                 fields = {"ts": t.ts, "p": t.price}
@@ -90,7 +87,7 @@ class RedisTickStore(TickStore):
                     pipe.xadd(key, fields)
                 else:
                     trimmed.add(t.instrument_id)
-                    pipe.xadd(key, fields, minid=min_id, approximate=True)
+                    pipe.xadd(key, fields, minid=t.ts - TICK_RETENTION_MS, approximate=True)
         await pipe.execute()
 
     async def load_state(self) -> TickStoreState:
