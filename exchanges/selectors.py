@@ -160,11 +160,20 @@ def _pre_post(exchange: Exchange, day: date, tz: zoneinfo.ZoneInfo) -> tuple[dat
 
 def _check_in_table(table: _CalendarTable, exchange: Exchange, *days: date) -> None:
     for day in days:
-        if not table.first <= day <= table.last:
+        if day < table.first:
             raise ValueError(
-                f"{day} is outside the {exchange.calendar_code} calendar of {exchange.code} "
-                f"({table.first} to {table.last})."
+                f"{day} is before the {exchange.calendar_code} calendar of {exchange.code} (starts {table.first})."
             )
+
+
+def _session_on(
+    exchange: Exchange, table: _CalendarTable | None, day: date, tz: zoneinfo.ZoneInfo, holidays: dict
+) -> Session | None:
+    """The calendar's session where it has data; past its last date (calendars ship holiday
+    lists a year or two ahead), the exchange row's hours and ExchangeHoliday rows instead."""
+    if table is not None and day <= table.last:
+        return _calendar_session(exchange, table, day, tz)
+    return _row_session(exchange, day, holidays.get(day), tz)
 
 
 def _calendar_session(exchange: Exchange, table: _CalendarTable, day: date, tz: zoneinfo.ZoneInfo) -> Session | None:
@@ -237,10 +246,11 @@ def exchange_session(*, exchange: Exchange, date: date) -> Session | None:
     """
     day = _require_date(date, "date")
     tz = _tz(exchange)
-    if exchange.calendar_code:
-        table = _table_for(exchange)
+    table = _table_for(exchange) if exchange.calendar_code else None
+    if table is not None:
         _check_in_table(table, exchange, day)
-        return _calendar_session(exchange, table, day, tz)
+        if day <= table.last:
+            return _calendar_session(exchange, table, day, tz)
     return _row_session(exchange, day, _holiday_rows(exchange, day, day).get(day), tz)
 
 
@@ -248,13 +258,12 @@ def exchange_sessions(*, exchange: Exchange, start: date, end: date) -> list[Ses
     """Every trading session of ``exchange`` from ``start`` to ``end`` (exchange-local dates, inclusive)."""
     start, end = _require_range(start, end)
     tz = _tz(exchange)
-    if exchange.calendar_code:
-        table = _table_for(exchange)
-        _check_in_table(table, exchange, start, end)
-        candidates = (_calendar_session(exchange, table, day, tz) for day in _days(start, end))
-    else:
-        holidays = _holiday_rows(exchange, start, end)
-        candidates = (_row_session(exchange, day, holidays.get(day), tz) for day in _days(start, end))
+    table = _table_for(exchange) if exchange.calendar_code else None
+    if table is not None:
+        _check_in_table(table, exchange, start)
+    needs_rows = table is None or end > table.last
+    holidays = _holiday_rows(exchange, start, end) if needs_rows else {}
+    candidates = (_session_on(exchange, table, day, tz, holidays) for day in _days(start, end))
     return [session for session in candidates if session is not None]
 
 
@@ -264,15 +273,21 @@ def exchange_holidays(*, exchange: Exchange, start: date, end: date) -> list[dat
     Weekends of a Monday-to-Friday exchange are not holidays; a full closure is.
     """
     start, end = _require_range(start, end)
-    if exchange.calendar_code:
-        table = _table_for(exchange)
-        _check_in_table(table, exchange, start, end)
-        return [day for day in _days(start, end) if table.weekmask[day.weekday()] == "1" and day not in table.sessions]
-    return [
+    rows = [
         day
         for day, row in sorted(_holiday_rows(exchange, start, end).items())
         if row.is_closed and _is_regular_trading_day(exchange, day)
     ]
+    if not exchange.calendar_code:
+        return rows
+    table = _table_for(exchange)
+    _check_in_table(table, exchange, start)
+    from_calendar = [
+        day
+        for day in _days(start, min(end, table.last))
+        if table.weekmask[day.weekday()] == "1" and day not in table.sessions
+    ]
+    return from_calendar + [day for day in rows if day > table.last]
 
 
 def exchange_early_closes(*, exchange: Exchange, start: date, end: date) -> list[Session]:
@@ -295,10 +310,11 @@ def exchange_is_open(*, exchange: Exchange, at: datetime) -> bool:
         return session is not None and session.contains(at)
     table = _table_for(exchange)
     _check_in_table(table, exchange, day)
+    holidays = _holiday_rows(exchange, day, day) if day > table.last else {}
     # A calendar session may be labelled with a neighbouring date (an evening open for the next
     # day, or a calendar kept in UTC), so look on either side of the local date too.
     for label in (day - timedelta(days=1), day, day + timedelta(days=1)):
-        session = _calendar_session(exchange, table, label, tz)
+        session = _session_on(exchange, table, label, tz, holidays)
         if session is not None and session.contains(at):
             return True
     return False

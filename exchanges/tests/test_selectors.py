@@ -151,11 +151,30 @@ def test_calendar_covers_2000_to_next_year(nyse):
     assert exchange_session(exchange=nyse, date=day) is not None
 
 
-def test_date_outside_calendar_range_is_a_value_error(nyse):
-    with pytest.raises(ValueError, match="outside"):
+def test_date_before_calendar_range_is_a_value_error(nyse):
+    with pytest.raises(ValueError, match="before"):
         exchange_session(exchange=nyse, date=dt.date(1990, 1, 2))
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match="before"):
         exchange_sessions(exchange=nyse, start=dt.date(1999, 12, 1), end=dt.date(2000, 1, 31))
+
+
+def test_past_the_calendars_data_the_row_hours_and_holiday_rows_apply(nse):
+    """XBOM ships holidays only to the end of 2026: later dates must still have sessions."""
+    from exchanges.models import ExchangeHoliday
+
+    kolkata = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    monday = dt.date(2030, 1, 7)
+    session = exchange_session(exchange=nse, date=monday)
+    assert session.open == dt.datetime(2030, 1, 7, 9, 15, tzinfo=kolkata)
+    assert exchange_session(exchange=nse, date=dt.date(2030, 1, 5)) is None  # Saturday
+    ExchangeHoliday.objects.create(exchange=nse, date=dt.date(2030, 1, 8), name="Test holiday")
+    assert exchange_session(exchange=nse, date=dt.date(2030, 1, 8)) is None
+    assert exchange_holidays(exchange=nse, start=dt.date(2030, 1, 1), end=dt.date(2030, 1, 10)) == [
+        dt.date(2030, 1, 8)
+    ]
+    assert exchange_is_open(exchange=nse, at=dt.datetime(2030, 1, 7, 10, 0, tzinfo=kolkata))
+    sessions = exchange_sessions(exchange=nse, start=dt.date(2026, 12, 30), end=dt.date(2027, 1, 5))
+    assert [s.date for s in sessions][-2:] == [dt.date(2027, 1, 4), dt.date(2027, 1, 5)]
 
 
 def test_nse_open_on_monday_morning_kolkata(nse):
