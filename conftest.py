@@ -20,3 +20,34 @@ def admin_user(django_user_model):
 @pytest.fixture
 def superuser(django_user_model):
     return django_user_model.objects.create_superuser(email="root@example.com", password="pw-root-12345")
+
+
+def _jwt_client(user):
+    """An APIClient that sends a real access token for the user, as an API client would."""
+    from rest_framework.test import APIClient
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def api_client():
+    """Anonymous APIClient (expect 401 on protected endpoints)."""
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def user_api_client(user):
+    """APIClient authenticated as ``user`` (role user) with a real JWT; ``.user`` is the user."""
+    return _jwt_client(user)
+
+
+@pytest.fixture
+def admin_api_client(admin_user):
+    """APIClient authenticated as ``admin_user`` (role admin) with a real JWT; ``.user`` is the user."""
+    return _jwt_client(admin_user)

@@ -1,0 +1,122 @@
+"""django-allauth adapters: registration policy, Google profile data and the JWT hand-off.
+
+A Google sign-in started at ``/auth/google/login`` carries ``GOOGLE_HANDOFF_STATE`` in allauth's
+OAuth state. For such a flow the adapters answer errors in the API error format (instead of
+allauth's HTML pages) and, once allauth has logged the user in, mark the session so that
+``/auth/google/complete`` may hand out a JWT pair exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.providers.base.constants import AuthError
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from requests import RequestException
+
+from accounts import services
+from marketapp.api.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+
+def _is_handoff_state(state: dict | None) -> bool:
+    return bool(state) and state.get("data") == services.GOOGLE_HANDOFF_STATE
+
+
+def _error_response(status_code: int, detail: str) -> JsonResponse:
+    return JsonResponse(error_body(detail, status_code), status=status_code)
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    """Account policy shared by the allauth pages and the API."""
+
+    def is_open_for_signup(self, request: HttpRequest) -> bool:
+        return settings.REGISTRATION_OPEN
+
+    def post_login(
+        self,
+        request: HttpRequest,
+        user,
+        *,
+        email_verification: str,
+        signal_kwargs: dict[str, Any] | None,
+        email: str | None,
+        signup: bool,
+        redirect_url: str | None,
+    ) -> HttpResponse:
+        response = super().post_login(
+            request,
+            user,
+            email_verification=email_verification,
+            signal_kwargs=signal_kwargs,
+            email=email,
+            signup=signup,
+            redirect_url=redirect_url,
+        )
+        sociallogin = (signal_kwargs or {}).get("sociallogin")
+        if sociallogin is not None and _is_handoff_state(sociallogin.state):
+            services.google_login_mark_handoff(request=request, user=user)
+        return response
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    """Google sign-in: keeps the profile picture, honours REGISTRATION_OPEN, answers API flows in JSON."""
+
+    def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data: dict):
+        user = super().populate_user(request, sociallogin, data)
+        # The manager lower-cases emails, but allauth saves the instance directly.
+        user.email = (user.email or "").lower()
+        user.profile_picture_url = self._picture_url(sociallogin)
+        return user
+
+    def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
+        super().pre_social_login(request, sociallogin)
+        if sociallogin.is_existing:
+            services.user_profile_picture_set(user=sociallogin.user, url=self._picture_url(sociallogin))
+
+    def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
+        if settings.REGISTRATION_OPEN:
+            return True
+        if _is_handoff_state(sociallogin.state):
+            request.session.pop(services.GOOGLE_API_FLOW_SESSION_KEY, None)
+            raise ImmediateHttpResponse(_error_response(403, services.REGISTRATION_CLOSED_MESSAGE))
+        return False
+
+    def on_authentication_error(
+        self,
+        request: HttpRequest,
+        provider,
+        error=None,
+        exception=None,
+        extra_context=None,
+    ) -> None:
+        state = (extra_context or {}).get("state")
+        api_flow = request.session.pop(services.GOOGLE_API_FLOW_SESSION_KEY, False)
+        if not (api_flow or _is_handoff_state(state)):
+            return super().on_authentication_error(
+                request, provider, error=error, exception=exception, extra_context=extra_context
+            )
+        logger.info("Google sign-in failed: error=%s exception=%r", error, exception)
+        if isinstance(exception, RequestException):
+            raise ImmediateHttpResponse(_error_response(502, "Google could not be reached; try again later."))
+        if error == AuthError.CANCELLED:
+            raise ImmediateHttpResponse(_error_response(401, "Google sign-in was cancelled."))
+        if state is None:
+            detail = (
+                "Google sign-in failed: the sign-in state is missing or expired; start again at /auth/google/login."
+            )
+        else:
+            detail = "Google sign-in failed: Google did not confirm the sign-in."
+        raise ImmediateHttpResponse(_error_response(401, detail))
+
+    @staticmethod
+    def _picture_url(sociallogin: SocialLogin) -> str:
+        picture = sociallogin.account.extra_data.get("picture")
+        return picture if isinstance(picture, str) and picture.startswith("https://") else ""

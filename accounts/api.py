@@ -1,0 +1,246 @@
+"""Authentication API: register, login, JWT refresh/logout, the current user and Google sign-in."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpResponseRedirect
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.models import User
+from accounts.selectors import google_login_configured
+from accounts.throttles import AuthRateThrottle
+from marketapp.api.schema import error_responses
+
+TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+
+
+class UserOutputSerializer(serializers.ModelSerializer):
+    """The public view of a user."""
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "first_name", "last_name", "role", "profile_picture_url"]
+        read_only_fields = fields
+
+
+class TokenPairOutputSerializer(serializers.Serializer):
+    """A JWT pair with the user it belongs to."""
+
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    token_type = serializers.CharField(default=TOKEN_TYPE)
+    user = UserOutputSerializer()
+
+
+def _token_pair_payload(user: User) -> dict:
+    return {**services.user_tokens_issue(user=user), "token_type": TOKEN_TYPE, "user": UserOutputSerializer(user).data}
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Service temporarily unavailable."
+    default_code = "service_unavailable"
+
+
+class CredentialsView(APIView):
+    """Base for endpoints that take credentials in the body instead of an Authorization header.
+
+    No authentication classes: a stale header or session must not block a login, and there is no
+    session to protect with CSRF. Failures still answer 401 with a ``WWW-Authenticate`` challenge.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class RegisterView(CredentialsView):
+    throttle_classes = [AuthRateThrottle]
+
+    class RegisterInputSerializer(serializers.Serializer):
+        email = serializers.EmailField(max_length=254)
+        password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+        first_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+        last_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        operation_id="auth_register",
+        tags=["auth"],
+        summary="Create an account",
+        request=RegisterInputSerializer,
+        responses={201: UserOutputSerializer, **error_responses(400, 403, 429)},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.RegisterInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_register(**serializer.validated_data)
+        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class LoginView(CredentialsView):
+    throttle_classes = [AuthRateThrottle]
+
+    class LoginInputSerializer(serializers.Serializer):
+        email = serializers.EmailField(max_length=254)
+        password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+
+    @extend_schema(
+        operation_id="auth_login",
+        tags=["auth"],
+        summary="Exchange email and password for a JWT pair",
+        request=LoginInputSerializer,
+        responses={200: TokenPairOutputSerializer, **error_responses(400, 401, 429)},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.LoginInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_authenticate(request=request._request, **serializer.validated_data)
+        return Response(_token_pair_payload(user))
+
+
+class RefreshView(CredentialsView):
+    class RefreshInputSerializer(serializers.Serializer):
+        refresh = serializers.CharField()
+
+    @extend_schema(
+        operation_id="auth_refresh",
+        tags=["auth"],
+        summary="Trade a refresh token for a new pair (the old refresh token stops working)",
+        request=RefreshInputSerializer,
+        responses={
+            200: inline_serializer(
+                "TokenRefreshOutput", fields={"access": serializers.CharField(), "refresh": serializers.CharField()}
+            ),
+            **error_responses(400, 401),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.RefreshInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(services.user_tokens_refresh(refresh=serializer.validated_data["refresh"]))
+
+
+class LogoutView(CredentialsView):
+    class LogoutInputSerializer(serializers.Serializer):
+        refresh = serializers.CharField()
+
+    @extend_schema(
+        operation_id="auth_logout",
+        tags=["auth"],
+        summary="Revoke a refresh token",
+        description="Blacklists the refresh token; access tokens already issued stay valid until they expire.",
+        request=LogoutInputSerializer,
+        responses={204: OpenApiResponse(description="Logged out."), **error_responses(400, 401)},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.LogoutInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_tokens_revoke(refresh=serializer.validated_data["refresh"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class MeUpdateInputSerializer(serializers.Serializer):
+        first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+        last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+    @extend_schema(
+        operation_id="auth_me",
+        tags=["auth"],
+        summary="The current user",
+        responses={200: UserOutputSerializer, **error_responses(401)},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(UserOutputSerializer(request.user).data)
+
+    @extend_schema(
+        operation_id="auth_me_update",
+        tags=["auth"],
+        summary="Change the current user's name",
+        request=MeUpdateInputSerializer,
+        responses={200: UserOutputSerializer, **error_responses(400, 401)},
+    )
+    def patch(self, request: Request) -> Response:
+        serializer = self.MeUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_update(user=request.user, **serializer.validated_data)
+        return Response(UserOutputSerializer(user).data)
+
+
+class GoogleLoginView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="auth_google_login",
+        tags=["auth"],
+        summary="Start Google sign-in",
+        description=(
+            "Redirects the browser to Google. Google returns to `/accounts/google/login/callback/`, "
+            "which signs the user in (creating the account, or linking an existing one with the same "
+            "verified email) and continues to `/auth/google/complete`."
+        ),
+        request=None,
+        responses={302: OpenApiResponse(description="Redirect to Google."), **error_responses(503)},
+        auth=[],
+    )
+    def get(self, request: Request) -> HttpResponseRedirect:
+        if not google_login_configured(request=request._request):
+            raise ServiceUnavailable(
+                "Google sign-in is not configured: set GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET, "
+                "or add a Google social application in the admin."
+            )
+        return services.google_login_redirect(request=request._request)
+
+
+class GoogleCompleteView(APIView):
+    # The session allauth just created is the credential here (read by the service from the
+    # Django request); the view ends it at once.
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+    @extend_schema(
+        operation_id="auth_google_complete",
+        tags=["auth"],
+        summary="Finish Google sign-in and receive a JWT pair",
+        description=(
+            "Reached by redirect after Google sign-in, once per sign-in. With `GOOGLE_LOGIN_REDIRECT_URL` "
+            "set it redirects there with `#access=...&refresh=...&token_type=bearer`; otherwise it answers "
+            "the pair as JSON."
+        ),
+        request=None,
+        responses={
+            200: TokenPairOutputSerializer,
+            302: OpenApiResponse(description="Redirect to the front end with the tokens."),
+            **error_responses(401),
+        },
+        auth=[],
+    )
+    def get(self, request: Request) -> Response | HttpResponseRedirect:
+        user = services.google_login_complete(request=request._request)
+        payload = _token_pair_payload(user)
+        if settings.GOOGLE_LOGIN_REDIRECT_URL:
+            # A fragment never reaches servers or their logs, unlike a query string.
+            fragment = urlencode({"access": payload["access"], "refresh": payload["refresh"], "token_type": TOKEN_TYPE})
+            return HttpResponseRedirect(f"{settings.GOOGLE_LOGIN_REDIRECT_URL}#{fragment}")
+        return Response(payload)
