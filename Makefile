@@ -29,7 +29,7 @@ seed: migrate
 
 run: seed
 	$(BIN)/python manage.py collectstatic --noinput -v 0
-	$(BIN)/daphne -b $(HOST) -p $(PORT) marketapp.asgi:application
+	$(BIN)/python manage.py runmarket --host $(HOST) --port $(PORT)
 
 test: setup
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)

@@ -274,9 +274,10 @@ class Engine:
 
     # --- feeding from clients -----------------------------------------------------------
     async def consume(self, client, batch_size: int = 2000) -> None:
-        """Process a feed client's ticks until cancelled."""
+        """Process a feed client's ticks until cancelled (a batch taken is always finished)."""
         while True:
-            await self.process(await client.next_batch(batch_size))
+            batch = await client.next_batch(batch_size)
+            await asyncio.shield(self.process(batch))
 
 
 def _is_transient(exc: Exception) -> bool:

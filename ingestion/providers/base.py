@@ -44,6 +44,8 @@ class Subscription:
     exchange: str
     search_code: str = ""
     segment: str = ""
+    reference_price: float | None = None  # last known close, where the simulator starts
+    tick_size: float = 0.01
 
 
 @dataclass

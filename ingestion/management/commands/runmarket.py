@@ -1,0 +1,42 @@
+"""``manage.py runmarket``: the embedded mode in one process.
+
+Serves HTTP and WebSocket (uvicorn, in the same event loop), runs the ingestion engine with
+the simulated provider and the saver every ``PERSIST_INTERVAL_S``. ``make run`` uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.core.management.base import BaseCommand
+
+from ingestion.runtime import MarketRuntime
+
+
+class Command(BaseCommand):
+    help = "Serve the site and stream simulated quotes in one process (the embedded default)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--provider", action="append", dest="providers", metavar="CODE", help="Providers to run (default SIM)."
+        )
+
+    def handle(self, *args, host: str, port: int, providers: list[str] | None, **options) -> None:
+        asyncio.run(self._serve(host, port, [p.upper() for p in providers] if providers else ["SIM"]))
+
+    async def _serve(self, host: str, port: int, providers: list[str]) -> None:
+        import uvicorn
+
+        from marketapp.asgi import application
+
+        runtime = MarketRuntime(provider_codes=providers, with_saver=True)
+        await runtime.start()
+        config = uvicorn.Config(application, host=host, port=port, lifespan="off", log_level="info", ws="websockets")
+        server = uvicorn.Server(config)
+        self.stdout.write(f"marketapp on http://{host}:{port}/ (live: {', '.join(providers)}); Ctrl-C stops.")
+        try:
+            await server.serve()
+        finally:
+            await runtime.stop()

@@ -1,0 +1,222 @@
+"""ProviderManager: runs the feed clients and routes each instrument to one provider.
+
+Every ``refresh_s`` (default 10 s) it re-reads the stream plan from the database, so changes
+made in the admin take effect without a restart, and re-evaluates provider health: when the
+serving provider has not been streaming for ``FAILOVER_AFTER_S``, its instruments move to
+the next candidate; when a better-ranked provider is healthy again, they move back. One
+provider serves an instrument at a time (the engine drops ticks from any other).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from ingestion.engine import Engine, InstrumentMeta
+from ingestion.providers.base import FeedClient, FeedStatus, Subscription
+from ingestion.streaming import ProviderSpec, StreamPlan, stream_plan
+
+logger = logging.getLogger(__name__)
+
+
+def client_class(kind: str) -> type[FeedClient]:
+    """The feed client implementing a provider kind."""
+    if kind == "simulated":
+        from ingestion.providers.simulated import SimulatedFeedClient
+
+        return SimulatedFeedClient
+    if kind == "replay":
+        from ingestion.providers.replay import ReplayFeedClient
+
+        return ReplayFeedClient
+    if kind == "yahoo":
+        from ingestion.providers.yahoo import YahooFeedClient
+
+        return YahooFeedClient
+    if kind == "dhan":
+        from ingestion.providers.dhan import DhanFeedClient
+
+        return DhanFeedClient
+    raise ValueError(f"unknown provider kind {kind!r}")
+
+
+async def _exchange_open(exchange_code: str) -> bool:
+    """Whether an exchange is in session now (for the simulator's ``follow_sessions``)."""
+    from datetime import UTC, datetime
+
+    from exchanges.models import Exchange
+    from exchanges.selectors import exchange_is_open
+
+    def check() -> bool:
+        exchange = Exchange.objects.filter(code=exchange_code).first()
+        return exchange is not None and exchange_is_open(exchange=exchange, at=datetime.now(UTC))
+
+    return await sync_to_async(check, thread_sensitive=False)()
+
+
+class ProviderManager:
+    """Owns the feed clients of this process and the instrument -> provider assignment."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        provider_codes: list[str] | None = None,
+        refresh_s: float = 10.0,
+        failover_after_s: float | None = None,
+        plan_loader: Callable[..., StreamPlan] = stream_plan,
+    ) -> None:
+        self.engine = engine
+        self.provider_codes = provider_codes
+        self.refresh_s = refresh_s
+        self.failover_after_s = settings.FAILOVER_AFTER_S if failover_after_s is None else failover_after_s
+        self.plan_loader = plan_loader
+        self.plan = StreamPlan({}, {}, {})
+        self.clients: dict[str, FeedClient] = {}
+        self.specs: dict[str, ProviderSpec] = {}
+        self.assignment: dict[int, str] = {}  # instrument id -> provider code
+        self._consumers: dict[str, asyncio.Task] = {}
+        self._loop_task: asyncio.Task | None = None
+        self._started_at: dict[str, float] = {}
+
+    # --- life cycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the plan, start clients and the engine, then keep refreshing in the background."""
+        await self.engine.start()
+        await self.refresh()
+        self._loop_task = asyncio.create_task(self._refresh_forever(), name="provider-manager")
+
+    async def stop(self) -> None:
+        """Stop refreshing, disconnect every client and flush the engine."""
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for code in list(self.clients):
+            await self._stop_client(code)
+        await self.engine.stop()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                await self.refresh()
+            except Exception:
+                logger.exception("provider manager refresh failed; keeping the current routing")
+
+    # --- routing ------------------------------------------------------------------------
+    def is_down(self, code: str, now: float | None = None) -> bool:
+        """A provider is down once it has not been streaming for ``failover_after_s``."""
+        client = self.clients.get(code)
+        if client is None:
+            return True
+        if client.status == FeedStatus.STREAMING:
+            return False
+        now = time.monotonic() if now is None else now
+        if client.status == FeedStatus.FAILED:
+            return True
+        since = max(client.stats.status_changed_at, self._started_at.get(code, 0.0))
+        return now - since >= self.failover_after_s
+
+    def choose(self, instrument_id: int) -> tuple[str, Subscription] | None:
+        """The best-ranked candidate that is not down (else the best-ranked one, to keep trying)."""
+        candidates = self.plan.candidates.get(instrument_id, [])
+        for code, sub in candidates:
+            if not self.is_down(code):
+                return code, sub
+        return candidates[0] if candidates else None
+
+    async def refresh(self) -> None:
+        """Re-read the database, (re)start clients, and move instruments where health says."""
+        plan = await sync_to_async(self.plan_loader, thread_sensitive=False)(provider_codes=self.provider_codes)
+        self.plan = plan
+        for code in [c for c in self.clients if c not in plan.providers or plan.providers[c] != self.specs.get(c)]:
+            await self._stop_client(code)  # removed, deactivated or reconfigured
+        wanted = {code for cands in plan.candidates.values() for code, _ in cands}
+        for code in wanted - set(self.clients):
+            await self._start_client(plan.providers[code])
+        for code in set(self.clients) - wanted:
+            await self._stop_client(code)
+
+        self.engine.set_instruments(
+            InstrumentMeta(iid, cands[0][1].symbol, cands[0][1].exchange, plan.timezones.get(iid, "UTC"))
+            for iid, cands in plan.candidates.items()
+        )
+        new_assignment: dict[int, tuple[str, Subscription]] = {}
+        for iid in plan.candidates:
+            choice = self.choose(iid)
+            if choice is not None:
+                new_assignment[iid] = choice
+        await self._apply(new_assignment)
+
+    async def _apply(self, new: dict[int, tuple[str, Subscription]]) -> None:
+        removals: dict[str, list[int]] = {}
+        additions: dict[str, list[Subscription]] = {}
+        for iid, code in self.assignment.items():
+            if iid not in new or new[iid][0] != code:
+                removals.setdefault(code, []).append(iid)
+        for iid, (code, sub) in new.items():
+            client = self.clients.get(code)
+            current = client.subscriptions.get(iid) if client else None
+            if self.assignment.get(iid) != code or current != sub:
+                if current is not None and current != sub:
+                    removals.setdefault(code, []).append(iid)
+                additions.setdefault(code, []).append(sub)
+        for code, ids in removals.items():
+            if code in self.clients:
+                await self.clients[code].unsubscribe(ids)
+        for code, subs in additions.items():
+            await self.clients[code].subscribe(subs)
+        moved = [iid for iid in new if iid in self.assignment and self.assignment[iid] != new[iid][0]]
+        if moved:
+            logger.warning("moved %d instruments to other providers (failover/failback)", len(moved))
+        self.assignment = {iid: code for iid, (code, _sub) in new.items()}
+        self.engine.assigned.clear()
+        self.engine.assigned.update(self.assignment)
+
+    # --- clients ------------------------------------------------------------------------
+    def build_client(self, spec: ProviderSpec) -> FeedClient:
+        cls = client_class(spec.kind)
+        kwargs = {"code": spec.code, "settings": spec.settings, "credentials": spec.credentials}
+        if spec.kind == "simulated":
+            kwargs["session_check"] = _exchange_open
+        return cls(**kwargs)
+
+    async def _start_client(self, spec: ProviderSpec) -> None:
+        client = self.build_client(spec)
+        self.clients[spec.code] = client
+        self.specs[spec.code] = spec
+        self._started_at[spec.code] = time.monotonic()
+        await client.connect()
+        self._consumers[spec.code] = asyncio.create_task(self.engine.consume(client), name=f"engine-{spec.code}")
+        logger.info("provider %s (%s) started", spec.code, spec.kind)
+
+    async def _stop_client(self, code: str) -> None:
+        client = self.clients.pop(code, None)
+        self.specs.pop(code, None)
+        task = self._consumers.pop(code, None)
+        if client is not None:
+            await client.disconnect()
+        if task is not None:
+            # Let the engine take what the client already queued before the consumer goes.
+            leftovers = client.get_nowait_batch(1_000_000) if client else []
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if leftovers:
+                await self.engine.process(leftovers)
+        self.assignment = {iid: c for iid, c in self.assignment.items() if c != code}
+        logger.info("provider %s stopped", code)
+
+    def status(self) -> list[dict]:
+        """Each running client's status plus how many instruments it serves."""
+        counts: dict[str, int] = {}
+        for code in self.assignment.values():
+            counts[code] = counts.get(code, 0) + 1
+        return [{**client.status_dict(), "serving": counts.get(code, 0)} for code, client in self.clients.items()]

@@ -1,0 +1,112 @@
+"""The built-in simulator (SIM): a geometric random walk per instrument.
+
+Each instrument ticks as a Poisson process (``ticks_per_second``, default 2), moves by a
+log-normal step scaled from an annual volatility, keeps a cumulative day volume, session
+open/high/low and a bid/ask spread of a few ticks. A ``seed`` makes runs reproducible.
+With ``follow_sessions`` it only ticks while the instrument's exchange is in session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ingestion.ticks import Tick
+
+from .base import FeedClient, FeedStatus, Subscription
+
+SECONDS_PER_YEAR = 252 * 6.5 * 3600  # trading seconds in a year
+DEFAULT_PRICE = 100.0
+
+
+@dataclass
+class _Walk:
+    price: float
+    open: float
+    high: float
+    low: float
+    prev_close: float
+    day_volume: int = 0
+
+
+class SimulatedFeedClient(FeedClient):
+    """Synthetic quotes for demos, tests and benchmarks; no network."""
+
+    kind = "simulated"
+
+    def __init__(self, *, session_check: Callable[[str], Awaitable[bool]] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        seed = self.settings.get("seed")
+        self.rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
+        self.interval = float(self.settings.get("tick_interval_ms", 250)) / 1000
+        self.rate = float(self.settings.get("ticks_per_second", 2.0))
+        self.volatility = float(self.settings.get("volatility", 0.4))
+        self.follow_sessions = bool(self.settings.get("follow_sessions", False))
+        self.session_check = session_check
+        self.walks: dict[int, _Walk] = {}
+        self._open_cache: dict[str, tuple[float, bool]] = {}
+
+    def _walk(self, sub: Subscription) -> _Walk:
+        walk = self.walks.get(sub.instrument_id)
+        if walk is None:
+            p = float(sub.reference_price or DEFAULT_PRICE)
+            walk = self.walks[sub.instrument_id] = _Walk(p, p, p, p, p)
+        return walk
+
+    async def _exchange_open(self, exchange: str) -> bool:
+        if not self.follow_sessions or self.session_check is None:
+            return True
+        now = time.monotonic()
+        cached = self._open_cache.get(exchange)
+        if cached and now - cached[0] < 30:
+            return cached[1]
+        is_open = await self.session_check(exchange)
+        self._open_cache[exchange] = (now, is_open)
+        return is_open
+
+    def step(self, sub: Subscription, dt: float, now_ms: int) -> Tick:
+        """Advance one instrument's walk by ``dt`` seconds and return the resulting tick."""
+        walk = self._walk(sub)
+        sigma = self.volatility * math.sqrt(dt / SECONDS_PER_YEAR)
+        raw = walk.price * math.exp(sigma * self.rng.gauss(0.0, 1.0) - sigma * sigma / 2)
+        tick_size = sub.tick_size or 0.01
+        price = max(tick_size, round(round(raw / tick_size) * tick_size, 6))
+        size = max(1, int(self.rng.expovariate(1 / 120)))
+        walk.price = price
+        walk.high = max(walk.high, price)
+        walk.low = min(walk.low, price)
+        walk.day_volume += size
+        spread = tick_size * self.rng.randint(1, 3)
+        return Tick(
+            instrument_id=sub.instrument_id,
+            provider=self.code,
+            ts=now_ms,
+            price=price,
+            size=size,
+            day_volume=walk.day_volume,
+            day_open=walk.open,
+            day_high=walk.high,
+            day_low=walk.low,
+            prev_close=walk.prev_close,
+            bid=round(price - spread, 6),
+            ask=round(price + spread, 6),
+        )
+
+    async def _run(self) -> None:
+        self.set_status(FeedStatus.STREAMING)
+        probability = min(1.0, self.rate * self.interval)
+        last: dict[int, float] = {}
+        while True:
+            now = time.time()
+            now_ms = int(now * 1000)
+            for sub in list(self.subscriptions.values()):
+                if self.rng.random() >= probability or not await self._exchange_open(sub.exchange):
+                    continue
+                dt = now - last.get(sub.instrument_id, now - 1 / max(self.rate, 0.001))
+                last[sub.instrument_id] = now
+                await self.emit(self.step(sub, max(dt, 0.001), now_ms))
+            await asyncio.sleep(self.interval)

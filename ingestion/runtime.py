@@ -1,0 +1,60 @@
+"""Running the live pipeline in a process: engine + provider manager (+ saver when embedded)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from django.conf import settings
+
+from ingestion.engine import Engine
+from ingestion.manager import ProviderManager
+from ingestion.publish import ChannelLayerPublisher
+from ingestion.saver import BarSaver
+from ingestion.tickstore import get_tick_store
+
+logger = logging.getLogger(__name__)
+
+
+class MarketRuntime:
+    """The engine, its provider manager and optionally the saver, started and stopped together."""
+
+    def __init__(
+        self, *, provider_codes: list[str] | None = None, with_saver: bool = False, refresh_s: float = 10.0
+    ) -> None:
+        self.store = get_tick_store()
+        self.engine = Engine(store=self.store, publisher=ChannelLayerPublisher())
+        self.manager = ProviderManager(engine=self.engine, provider_codes=provider_codes, refresh_s=refresh_s)
+        self.saver = BarSaver(store=self.store) if with_saver else None
+        self._saver_task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.manager.start()
+        if self.saver is not None:
+            self._saver_task = asyncio.create_task(self.saver.run_forever(settings.PERSIST_INTERVAL_S))
+        logger.info("market runtime started: %s", ", ".join(self.manager.clients) or "no providers")
+
+    async def stop(self) -> None:
+        await self.manager.stop()
+        if self._saver_task is not None:
+            self._saver_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver_task
+            with contextlib.suppress(Exception):
+                await self.saver.flush()  # what the engine closed on the way out
+
+
+async def run_until_signalled(runtime: MarketRuntime, stop: asyncio.Event | None = None) -> None:
+    """Start, wait for SIGINT/SIGTERM (or ``stop``), then stop cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
