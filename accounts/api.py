@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import HttpResponseRedirect
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -211,9 +212,8 @@ class GoogleLoginView(APIView):
 
 
 class GoogleCompleteView(APIView):
-    # The session allauth just created is the credential here (read by the service from the
-    # Django request); the view ends it at once.
-    authentication_classes: list = []
+    # The session allauth just created is the credential here; the service ends it at once.
+    authentication_classes = [SessionAuthentication]
     permission_classes = [AllowAny]
 
     def get_authenticate_header(self, request: Request) -> str:

@@ -1,5 +1,6 @@
 """The /auth API: register, login, refresh, logout, me, throttling."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -379,3 +380,20 @@ def test_refresh_and_me_are_not_throttled_by_the_auth_scope(user_api_client):
         statuses = [user_api_client.get("/auth/me").status_code for _ in range(3)]
 
     assert statuses == [200, 200, 200]
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+def test_openapi_documents_auth_paths_and_error_format(api_client):
+    response = api_client.get("/openapi.json", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    schema = json.loads(response.content)
+
+    paths = schema["paths"]
+    assert {"/auth/register", "/auth/login", "/auth/refresh", "/auth/logout", "/auth/me", "/auth/google/login"} <= set(
+        paths
+    )
+    login_401 = paths["/auth/login"]["post"]["responses"]["401"]
+    assert login_401["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+    assert set(schema["components"]["schemas"]["Error"]["required"]) == {"detail", "status_code"}
+    assert "429" in paths["/auth/register"]["post"]["responses"]
