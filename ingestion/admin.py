@@ -1,0 +1,285 @@
+"""Admin for providers and their exchange/instrument mappings.
+
+Provider credentials are write-only here: the form shows whether they are set and accepts new
+ones, but never renders the stored value. Provider querysets defer the encrypted column so
+lists, filters and choice widgets neither decrypt every row nor break when the key changes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
+
+from instruments.models import Instrument
+from marketapp.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
+
+from .models import ExchangeProviderMapping, Provider, ProviderInstrumentMapping
+
+CREDENTIALS_INPUT = "credentials_input"
+
+
+def provider_choices() -> QuerySet[Provider]:
+    """Providers for choice widgets and filters, without loading the encrypted credentials."""
+    return Provider.objects.defer("credentials")
+
+
+def credentials_status(provider: Provider) -> str:
+    """A human summary of a provider's stored credentials that never includes their values."""
+    if provider.pk is None:
+        return "not set"
+    try:
+        stored = provider.credentials
+    except ImproperlyConfigured:
+        return "set, but unreadable with the current CREDENTIALS_KEY: enter new credentials or clear them"
+    if not any(bool(v) for v in (stored or {}).values()):
+        return "not set"
+    return f"set (keys: {', '.join(sorted(stored))})"
+
+
+class RelatedChoicesMixin:
+    """Lean querysets for foreign keys to Provider (no credentials) and Instrument (with exchange).
+
+    ``Instrument.__str__`` reads its exchange code, so without ``select_related`` every rendered
+    choice costs a query.
+    """
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):
+        if db_field.related_model is Provider:
+            kwargs.setdefault("queryset", provider_choices())
+        elif db_field.related_model is Instrument:
+            kwargs.setdefault("queryset", Instrument.objects.select_related("exchange"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ProviderListFilter(admin.RelatedFieldListFilter):
+    """A sidebar filter on a provider foreign key that lists providers by code, undecrypted."""
+
+    def field_choices(self, field, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[int, str]]:
+        return list(provider_choices().order_by("code").values_list("pk", "code"))
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value, not even the one just submitted (like a password)."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+class ProviderAdminForm(forms.ModelForm):
+    """Provider form with write-only credentials: blank keeps, new JSON replaces, the box clears."""
+
+    credentials_input = forms.CharField(
+        label="Credentials",
+        required=False,
+        strip=True,
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
+    )
+    clear_credentials = forms.BooleanField(
+        label="Clear credentials",
+        required=False,
+        help_text="Remove the stored credentials.",
+    )
+
+    class Meta:
+        model = Provider
+        # Never the credentials model field: its widget would render the stored value.
+        fields = ("code", "name", "kind", "rate_limit", "is_active", "settings")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The admin renders help text unescaped; the key names are data, so they go through format_html.
+        self.fields[CREDENTIALS_INPUT].help_text = format_html(
+            "Currently {}. Stored values are never shown. Enter a JSON object to replace them, e.g. {}; "
+            "leave blank to keep them.",
+            credentials_status(self.instance),
+            '{"client_id": "...", "access_token": "..."}',
+        )
+
+    def clean_credentials_input(self) -> dict[str, Any] | None:
+        raw = self.cleaned_data.get(CREDENTIALS_INPUT) or ""
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(
+                "Credentials must be valid JSON (%(error)s).", code="invalid_json", params={"error": exc.msg}
+            ) from exc
+        if not isinstance(value, dict) or not value:
+            raise forms.ValidationError(
+                'Credentials must be a non-empty JSON object, e.g. {"access_token": "..."}; '
+                "use 'Clear credentials' to remove them.",
+                code="not_an_object",
+            )
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("clear_credentials") and cleaned.get(CREDENTIALS_INPUT):
+            raise forms.ValidationError("Either enter new credentials or clear them, not both.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Provider:
+        # The credentials column is deferred when untouched, so a save leaves it as stored.
+        if self.cleaned_data.get("clear_credentials"):
+            self.instance.credentials = {}
+        elif self.cleaned_data.get(CREDENTIALS_INPUT):
+            self.instance.credentials = self.cleaned_data[CREDENTIALS_INPUT]
+        return super().save(commit=commit)
+
+
+class MappingInlineMixin(RelatedChoicesMixin):
+    """Inline rows print themselves through their provider and exchange/instrument: join those."""
+
+    row_select_related: tuple[str, ...] = ()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related(*self.row_select_related).defer("provider__credentials")
+
+
+class ExchangeProviderMappingInline(MappingInlineMixin, admin.TabularInline):
+    """Which providers serve an exchange; shown under both the exchange and the provider."""
+
+    model = ExchangeProviderMapping
+    fields = ("exchange", "provider", "is_primary", "priority", "is_active")
+    autocomplete_fields = ("exchange", "provider")
+    row_select_related = ("exchange", "provider")
+    extra = 0
+
+
+class ProviderInstrumentMappingInline(MappingInlineMixin, admin.TabularInline):
+    """How each provider names this instrument (shown under the instrument)."""
+
+    model = ProviderInstrumentMapping
+    fields = ("provider", "segment", "search_code", "is_active")
+    autocomplete_fields = ("provider",)
+    row_select_related = ("instrument__exchange", "provider")
+    extra = 0
+
+
+class LimitedInlineFormSet(BaseInlineFormSet):
+    """An inline formset that edits only the first ``limit`` existing rows.
+
+    A provider can map hundreds of thousands of instruments; rendering them all would make its
+    change page unusable. The rest are reached through the mapping changelist.
+    """
+
+    limit = 50
+
+    def get_queryset(self) -> QuerySet:
+        if not hasattr(self, "_limited_queryset"):
+            self._limited_queryset = super().get_queryset()[: self.limit]
+        return self._limited_queryset
+
+
+class ProviderInstrumentMappingLimitedInline(MappingInlineMixin, admin.TabularInline):
+    """The first instrument mappings of a provider; the full list is linked from the form."""
+
+    model = ProviderInstrumentMapping
+    formset = LimitedInlineFormSet
+    fields = ("instrument", "segment", "search_code", "is_active")
+    autocomplete_fields = ("instrument",)
+    row_select_related = ("instrument__exchange", "provider")
+    verbose_name_plural = f"instrument mappings (first {LimitedInlineFormSet.limit})"
+    extra = 0
+
+
+@admin.register(Provider)
+class ProviderAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Providers with write-only credentials and their mappings inline."""
+
+    form = ProviderAdminForm
+    list_display = ("code", "name", "kind", "is_active", "credentials_set", "rate_limit", "updated_at")
+    list_filter = ("kind", "is_active")
+    search_fields = ("code", "name")
+    ordering = ("code",)
+    readonly_fields = ("instrument_mappings_overview",)
+    fieldsets = (
+        (None, {"fields": ("code", "name", "kind", "rate_limit", "is_active")}),
+        ("Settings", {"fields": ("settings",), "description": "Merged over the defaults of the provider kind."}),
+        ("Credentials", {"fields": (CREDENTIALS_INPUT, "clear_credentials")}),
+        ("Instrument mappings", {"fields": ("instrument_mappings_overview",)}),
+        ("Audit", {"fields": AUDIT_FIELDS}),
+    )
+    inlines = (ExchangeProviderMappingInline, ProviderInstrumentMappingLimitedInline)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
+        # The raw token is enough to tell "set" in the list; decrypting happens per row, safely.
+        return (
+            super()
+            .get_queryset(request)
+            .defer("credentials")
+            .annotate(credentials_raw=Cast("credentials", output_field=TextField()))
+        )
+
+    @method_decorator(sensitive_post_parameters(CREDENTIALS_INPUT))
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None):
+        return super().add_view(request, form_url, extra_context)
+
+    @method_decorator(sensitive_post_parameters(CREDENTIALS_INPUT))
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None):
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(boolean=True, description="credentials set")
+    def credentials_set(self, obj: Provider) -> bool | None:
+        """True/False; None (unknown) when the stored token cannot be decrypted with the current key."""
+        field = Provider._meta.get_field("credentials")
+        try:
+            stored = field.to_python(getattr(obj, "credentials_raw", None))
+        except ImproperlyConfigured:
+            return None
+        return any(bool(v) for v in stored.values())
+
+    @admin.display(description="instrument mappings")
+    def instrument_mappings_overview(self, obj: Provider) -> str:
+        if obj.pk is None:
+            return "Save the provider first."
+        count = obj.instrument_mappings.count()
+        url = reverse("admin:ingestion_providerinstrumentmapping_changelist") + f"?provider__id__exact={obj.pk}"
+        return format_html(
+            '{} mapping(s); the first {} are editable below. <a href="{}">Browse all</a>.',
+            count,
+            LimitedInlineFormSet.limit,
+            url,
+        )
+
+
+@admin.register(ExchangeProviderMapping)
+class ExchangeProviderMappingAdmin(AuditedAdminMixin, RelatedChoicesMixin, admin.ModelAdmin):
+    """Exchange to provider assignments (primary first, then by priority)."""
+
+    list_display = ("exchange", "provider", "is_primary", "priority", "is_active")
+    list_filter = (("provider", ProviderListFilter), "exchange", "is_primary", "is_active")
+    search_fields = ("exchange__code", "exchange__name", "provider__code", "provider__name")
+    autocomplete_fields = ("exchange", "provider")
+    list_select_related = ("exchange", "provider")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ExchangeProviderMapping]:
+        return super().get_queryset(request).select_related(*self.list_select_related).defer("provider__credentials")
+
+
+@admin.register(ProviderInstrumentMapping)
+class ProviderInstrumentMappingAdmin(AuditedAdminMixin, RelatedChoicesMixin, admin.ModelAdmin):
+    """Provider-specific instrument codes; may hold a whole scrip master, so counts are skipped."""
+
+    list_display = ("instrument", "provider", "segment", "search_code", "is_active")
+    list_filter = (("provider", ProviderListFilter), "segment", "instrument__exchange", "is_active")
+    search_fields = ("search_code", "instrument__symbol", "instrument__name")
+    autocomplete_fields = ("instrument", "provider")
+    list_select_related = ("instrument__exchange", "provider")
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderInstrumentMapping]:
+        return super().get_queryset(request).select_related(*self.list_select_related).defer("provider__credentials")
