@@ -47,6 +47,8 @@ def _token_pair_payload(user: User) -> dict:
 
 
 class ServiceUnavailable(APIException):
+    """503: a dependency (here, Google sign-in) is not configured or not available."""
+
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Service temporarily unavailable."
     default_code = "service_unavailable"
@@ -67,6 +69,8 @@ class CredentialsView(APIView):
 
 
 class RegisterView(CredentialsView):
+    """Create an account with the ``user`` role (closed when ``REGISTRATION_OPEN`` is false)."""
+
     throttle_classes = [AuthRateThrottle]
 
     class RegisterInputSerializer(serializers.Serializer):
@@ -91,6 +95,8 @@ class RegisterView(CredentialsView):
 
 
 class LoginView(CredentialsView):
+    """Check email and password and answer a JWT pair with the user."""
+
     throttle_classes = [AuthRateThrottle]
 
     class LoginInputSerializer(serializers.Serializer):
@@ -113,6 +119,8 @@ class LoginView(CredentialsView):
 
 
 class RefreshView(CredentialsView):
+    """Rotate a refresh token: a new pair, and the old refresh token is blacklisted."""
+
     class RefreshInputSerializer(serializers.Serializer):
         refresh = serializers.CharField()
 
@@ -136,6 +144,8 @@ class RefreshView(CredentialsView):
 
 
 class LogoutView(CredentialsView):
+    """Blacklist a refresh token."""
+
     class LogoutInputSerializer(serializers.Serializer):
         refresh = serializers.CharField()
 
@@ -156,6 +166,8 @@ class LogoutView(CredentialsView):
 
 
 class MeView(APIView):
+    """Read or rename the authenticated user."""
+
     permission_classes = [IsAuthenticated]
 
     class MeUpdateInputSerializer(serializers.Serializer):
@@ -186,6 +198,8 @@ class MeView(APIView):
 
 
 class GoogleLoginView(APIView):
+    """Redirect to Google, or 503 when no Google app is configured."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
@@ -212,6 +226,8 @@ class GoogleLoginView(APIView):
 
 
 class GoogleCompleteView(APIView):
+    """Hand the user allauth just signed in with Google a JWT pair, once."""
+
     # The session allauth just created is the credential here; the service ends it at once.
     authentication_classes = [SessionAuthentication]
     permission_classes = [AllowAny]
