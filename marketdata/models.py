@@ -33,6 +33,9 @@ class PriceHistoryIntraday(BaseModel):
                 fields=["instrument", "interval", "timestamp"], name="marketdata_intraday_unique_bar"
             ),
         ]
+        # The unique index serves "bars of one instrument in a time range"; this one serves
+        # cross-instrument time scans (admin date hierarchy, newest first, retention jobs).
+        indexes = [models.Index(fields=["timestamp"], name="marketdata_intraday_ts_idx")]
 
     def __str__(self) -> str:
         return f"{self.instrument_id} {self.interval} {self.timestamp:%Y-%m-%d %H:%M}"
@@ -62,6 +65,7 @@ class PriceHistoryDaily(BaseModel):
         constraints = [
             models.UniqueConstraint(fields=["instrument", "date"], name="marketdata_daily_unique_bar"),
         ]
+        indexes = [models.Index(fields=["date"], name="marketdata_daily_date_idx")]
 
     def __str__(self) -> str:
         return f"{self.instrument_id} {self.date}"
