@@ -266,4 +266,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # The Dhan feed URL carries the access token; websockets logs request lines at DEBUG.
+    "loggers": {"websockets": {"level": "INFO"}},
 }

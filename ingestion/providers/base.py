@@ -23,6 +23,8 @@ from ingestion.ticks import Tick
 
 logger = logging.getLogger(__name__)
 
+MALFORMED_LOG_EVERY_S = 60.0
+
 
 class FeedStatus(enum.StrEnum):
     """Where a feed client is in its life."""
@@ -54,6 +56,7 @@ class FeedStats:
 
     ticks: int = 0
     malformed: int = 0
+    unknown: int = 0  # frames for instruments not subscribed
     reconnects: int = 0
     last_tick_at: float | None = None
     connected_at: float | None = None
@@ -109,6 +112,7 @@ class FeedClient(ABC):
         self._queue: asyncio.Queue[Tick] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._malformed_logged: dict[str, float] = {}
 
     # --- life cycle ---------------------------------------------------------------------
     async def connect(self) -> None:
@@ -203,9 +207,23 @@ class FeedClient(ABC):
             self.stats.connected_at = time.time()
 
     def count_malformed(self, reason: str, frame: bytes | str = b"") -> None:
-        """Count and log a frame that could not be parsed; the stream goes on."""
+        """Count and log a frame that could not be parsed; the stream goes on.
+
+        The log line is limited to one per reason a minute, so a feed that sends an unknown
+        packet kind on every tick cannot flood the log.
+        """
         self.stats.malformed += 1
-        logger.warning("feed %s: malformed frame skipped (%s): %r", self.code, reason, frame[:80])
+        now = time.monotonic()
+        key = reason.split(":", 1)[0][:60]
+        if now - self._malformed_logged.get(key, -MALFORMED_LOG_EVERY_S) >= MALFORMED_LOG_EVERY_S:
+            self._malformed_logged[key] = now
+            logger.warning(
+                "feed %s: malformed frame skipped (%s): %r [%d so far]",
+                self.code,
+                reason,
+                frame[:80],
+                self.stats.malformed,
+            )
 
     @property
     def healthy(self) -> bool:
@@ -221,6 +239,7 @@ class FeedClient(ABC):
             "subscriptions": len(self.subscriptions),
             "ticks": self.stats.ticks,
             "malformed": self.stats.malformed,
+            "unknown": self.stats.unknown,
             "reconnects": self.stats.reconnects,
             "last_tick_at": self.stats.last_tick_at,
         }
