@@ -146,7 +146,7 @@ class YahooFeedClient(FeedClient):
     ``ping_interval_s`` (20: websocket pings detect a dead TCP connection).
 
     ``stats.reconnects`` counts every reconnection attempt after a drop or a failed
-    connect. Frames for symbols not subscribed are skipped and counted in ``unknown``.
+    connect. Frames for symbols not subscribed are skipped and counted in ``stats.unknown``.
     """
 
     kind = "yahoo"
@@ -159,7 +159,6 @@ class YahooFeedClient(FeedClient):
         self.backoff = Backoff(base=float(s.get("backoff_base_s", 0.5)), cap=float(s.get("backoff_cap_s", 30)))
         self.connect_timeout_s = float(s.get("connect_timeout_s", 10))
         self.ping_interval_s = float(s.get("ping_interval_s", 20))
-        self.unknown = 0
         # Yahoo symbol -> instrument ids (two instrument rows may share one Yahoo symbol)
         self._ids_by_symbol: dict[str, list[int]] = {}
         self._ws: ClientConnection | None = None
@@ -227,7 +226,7 @@ class YahooFeedClient(FeedClient):
             data = decode_pricing_frame(frame)
             ids = self._ids_by_symbol.get(data["id"]) or self._ids_by_symbol.get(data["id"].upper())
             if not ids:
-                self.unknown += 1
+                self.stats.unknown += 1
                 return True
             ticks = [pricing_to_tick(data, instrument_id=i, provider=self.code) for i in ids]
         except ValueError as exc:
@@ -265,6 +264,3 @@ class YahooFeedClient(FeedClient):
     def subscribed_symbols(self) -> set[str]:
         """The Yahoo symbols this client asks the streamer for."""
         return set(self._ids_by_symbol)
-
-    def status_dict(self) -> dict:
-        return {**super().status_dict(), "unknown": self.unknown}

@@ -259,7 +259,7 @@ async def test_frames_for_unknown_symbols_are_ignored(server, make_client):
 
     [tick] = await take(client, 1)
     assert tick.instrument_id == 1
-    assert client.unknown == 1
+    assert client.stats.unknown == 1
     assert client.stats.malformed == 0
     assert client.status_dict()["unknown"] == 1
 
