@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("instruments.urls")),
     path("", include("ingestion.urls")),
     path("", include("marketdata.urls")),
+    path("", include("marketapp.api.health")),
 ]
 
 handler400 = "marketapp.api.errors.handler400"

@@ -1,3 +1,10 @@
-"""URL routes of the marketdata app."""
+"""URL routes of the marketdata app (with or without the trailing slash)."""
 
-urlpatterns: list = []
+from django.urls import re_path
+
+from marketdata.api import DailyHistoryApi, IntradayHistoryApi
+
+urlpatterns = [
+    re_path(r"^marketdata/intraday/?$", IntradayHistoryApi.as_view(), name="marketdata-intraday"),
+    re_path(r"^marketdata/daily/?$", DailyHistoryApi.as_view(), name="marketdata-daily"),
+]

@@ -1,0 +1,123 @@
+"""``GET /health/``: is the database, the cache and (in the stack mode) Redis reachable?
+
+Open to anyone (load balancers, uptime checks), answers 200 when every check passes and 503
+otherwise. Each check reports ``ok``, ``latency_ms`` and, when it failed, ``error`` (the
+exception's type; its message too when DEBUG, and always in the log). The Redis
+check uses a 1-second socket timeout so an unreachable server never hangs the probe.
+
+The module carries its own ``urlpatterns`` so the root URLconf includes it with one line; the
+route answers with and without the trailing slash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.urls import re_path
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+REDIS_TIMEOUT_S = 1.0
+logger = logging.getLogger(__name__)
+
+
+def _timed(check: Callable[[], None]) -> dict[str, Any]:
+    """Run one check; never raises, so one broken dependency cannot hide the others."""
+    began = time.perf_counter()
+    try:
+        check()
+    except Exception as exc:  # any failure of a dependency is a finding, not a crash
+        logger.warning("Health check %s failed: %r", check.__name__, exc)
+        # The endpoint is public: messages can name hosts and users, so only DEBUG shows them.
+        error = f"{type(exc).__name__}: {exc}" if settings.DEBUG else type(exc).__name__
+        result: dict[str, Any] = {"ok": False, "error": error}
+    else:
+        result = {"ok": True}
+    result["latency_ms"] = round((time.perf_counter() - began) * 1000, 3)
+    return result
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_cache() -> None:
+    key = f"health:{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    cache.set(key, token, timeout=10)
+    try:
+        if cache.get(key) != token:
+            raise RuntimeError("The value read back differs from the value written.")
+    finally:
+        cache.delete(key)
+
+
+def _check_redis() -> None:
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def health_report() -> dict[str, Any]:
+    """Run every check and summarize: ``status`` is ``ok`` only when all of them passed."""
+    report: dict[str, Any] = {"database": _timed(_check_database), "cache": _timed(_check_cache)}
+    if settings.REDIS_URL:
+        report["redis"] = _timed(_check_redis)
+    healthy = all(check["ok"] for check in report.values())
+    return {"status": "ok" if healthy else "degraded", **report}
+
+
+class HealthCheckSerializer(serializers.Serializer):
+    """One dependency's result (schema only)."""
+
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField()
+    error = serializers.CharField(required=False, help_text="Present when the check failed.")
+
+
+class HealthReportSerializer(serializers.Serializer):
+    """The health document (schema only)."""
+
+    status = serializers.ChoiceField(choices=["ok", "degraded"])
+    database = HealthCheckSerializer()
+    cache = HealthCheckSerializer()
+    redis = HealthCheckSerializer(required=False, help_text="Only when REDIS_URL is set.")
+
+
+class HealthApi(APIView):
+    """Liveness and dependency check; no authentication, so a stale token cannot fail it."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer]
+
+    @extend_schema(
+        operation_id="health",
+        summary="Service health",
+        responses={200: HealthReportSerializer, 503: HealthReportSerializer},
+        auth=[],
+    )
+    def get(self, request) -> Response:
+        report = health_report()
+        return Response(report, status=200 if report["status"] == "ok" else 503)
+
+
+urlpatterns = [re_path(r"^health/?$", HealthApi.as_view(), name="health")]
