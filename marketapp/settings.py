@@ -136,6 +136,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "marketapp",
+            # Never hang a request on a Redis that drops packets instead of refusing them.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
 else:
@@ -240,7 +242,8 @@ REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
 # --- Market data --------------------------------------------------------------------------------
 FAILOVER_AFTER_S = env.float("FAILOVER_AFTER_S", default=30.0)
 PERSIST_INTERVAL_S = env.float("PERSIST_INTERVAL_S", default=5.0)
-HISTORY_MAX_RANGE_DAYS = env.int("HISTORY_MAX_RANGE_DAYS", default=366)
+HISTORY_MAX_RANGE_DAYS = env.int("HISTORY_MAX_RANGE_DAYS", default=3660)
+HISTORY_MAX_INTRADAY_DAYS = env.int("HISTORY_MAX_INTRADAY_DAYS", default=60)
 DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")
 
 # --- Celery --------------------------------------------------------------------------------------
