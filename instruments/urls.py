@@ -1,3 +1,12 @@
-"""URL routes of the instruments app."""
+"""URL routes of the instruments app: ``/instruments/`` and ``/instruments/{id}``, with or without a trailing slash."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from .api import InstrumentViewSet
+
+router = SimpleRouter()
+# Accept "/instruments" and "/instruments/" alike, without a redirect (clients of the seed used both).
+router.trailing_slash = "/?"
+router.register("instruments", InstrumentViewSet, basename="instrument")
+
+urlpatterns = router.urls

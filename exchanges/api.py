@@ -1,0 +1,181 @@
+"""REST API of exchanges: ``/exchange/`` and ``/exchange/{id}``."""
+
+from __future__ import annotations
+
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketapp.api.pagination import LimitOffsetPagination
+from marketapp.api.schema import error_responses
+
+from .filters import ExchangeFilter, parse_bool
+from .models import Exchange
+from .services import ExchangeInUseError, exchange_create, exchange_delete, exchange_update
+
+
+class Conflict(APIException):
+    """409: the request clashes with the current state of the resource."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+
+class ExchangeOutputSerializer(serializers.ModelSerializer):
+    """An exchange as the API shows it; times are exchange-local (``timezone``)."""
+
+    class Meta:
+        model = Exchange
+        fields = [
+            "id",
+            "name",
+            "code",
+            "mic",
+            "timezone",
+            "country",
+            "currency",
+            "pre_market_open",
+            "market_open",
+            "market_close",
+            "post_market_close",
+            "is_open_24_hours",
+            "calendar_code",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ExchangeInputSerializer(serializers.Serializer):
+    """What a client sends to create or replace (PUT) an exchange; PATCH sends any subset.
+
+    Shape only: the time zone, currency, hours and code uniqueness are checked by the service.
+    """
+
+    name = serializers.CharField(max_length=120)
+    code = serializers.CharField(max_length=20, help_text="Short code, unique regardless of case, e.g. NSE.")
+    mic = serializers.CharField(max_length=4, allow_blank=True, default="")
+    timezone = serializers.CharField(max_length=64, help_text="IANA time zone, e.g. Asia/Kolkata.")
+    country = serializers.CharField(max_length=64, allow_blank=True, default="")
+    currency = serializers.CharField(max_length=4, help_text="ISO 4217 code, e.g. INR.")
+    pre_market_open = serializers.TimeField(allow_null=True, default=None)
+    market_open = serializers.TimeField(
+        allow_null=True, default=None, help_text="Exchange-local; required unless open 24 hours."
+    )
+    market_close = serializers.TimeField(
+        allow_null=True, default=None, help_text="Exchange-local, after market_open; required unless open 24 hours."
+    )
+    post_market_close = serializers.TimeField(allow_null=True, default=None)
+    is_open_24_hours = serializers.BooleanField(default=False)
+    calendar_code = serializers.CharField(
+        max_length=16, allow_blank=True, default="", help_text="exchange-calendars name, e.g. XNYS."
+    )
+    is_active = serializers.BooleanField(default=True)
+
+
+FORCE_PARAMETER = OpenApiParameter(
+    "force",
+    OpenApiTypes.BOOL,
+    description="When the exchange still has instruments, deactivate it (200 with the exchange) instead of "
+    "answering 409.",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List exchanges",
+        responses={200: ExchangeOutputSerializer(many=True), **error_responses(400, 401)},
+    ),
+    retrieve=extend_schema(
+        summary="Get an exchange",
+        responses={200: ExchangeOutputSerializer, **error_responses(401, 404)},
+    ),
+    create=extend_schema(
+        summary="Create an exchange (admin)",
+        request=ExchangeInputSerializer,
+        responses={201: ExchangeOutputSerializer, **error_responses(400, 401, 403)},
+    ),
+    update=extend_schema(
+        summary="Replace an exchange (admin)",
+        request=ExchangeInputSerializer,
+        responses={200: ExchangeOutputSerializer, **error_responses(400, 401, 403, 404)},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of an exchange (admin)",
+        request=ExchangeInputSerializer(partial=True),
+        responses={200: ExchangeOutputSerializer, **error_responses(400, 401, 403, 404)},
+    ),
+    destroy=extend_schema(
+        summary="Delete an exchange (admin)",
+        description="An exchange that still has instruments is not deleted: the answer is 409, unless "
+        "`?force=true`, which deactivates it and answers 200 with the exchange.",
+        parameters=[FORCE_PARAMETER],
+        responses={
+            200: OpenApiResponse(ExchangeOutputSerializer, description="Deactivated (force=true, instruments left)."),
+            204: OpenApiResponse(description="Deleted."),
+            **error_responses(400, 401, 403, 404, 409),
+        },
+    ),
+)
+class ExchangeViewSet(viewsets.GenericViewSet):
+    """Exchanges: everyone signed in reads, admins write."""
+
+    queryset = Exchange.objects.all()
+    serializer_class = ExchangeOutputSerializer
+    pagination_class = LimitOffsetPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ExchangeFilter
+    lookup_value_regex = "[0-9]+"
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(ExchangeOutputSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(ExchangeOutputSerializer(self.get_object()).data)
+
+    def create(self, request: Request) -> Response:
+        serializer = ExchangeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        exchange = exchange_create(**serializer.validated_data)
+        return Response(ExchangeOutputSerializer(exchange).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request: Request, pk: str) -> Response:
+        return self._update(request, partial=False)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        return self._update(request, partial=True)
+
+    def _update(self, request: Request, *, partial: bool) -> Response:
+        exchange = self.get_object()
+        serializer = ExchangeInputSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        exchange = exchange_update(exchange=exchange, data=serializer.validated_data)
+        return Response(ExchangeOutputSerializer(exchange).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        exchange = self.get_object()
+        force = _force(request)
+        try:
+            kept = exchange_delete(exchange=exchange, force=force)
+        except ExchangeInUseError as exc:
+            raise Conflict(str(exc)) from exc
+        if kept is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(ExchangeOutputSerializer(kept).data)
+
+
+def _force(request: Request) -> bool:
+    raw = request.query_params.get("force", "")
+    if raw == "":
+        return False
+    try:
+        return parse_bool(raw)
+    except ValueError as exc:
+        raise ValidationError({"force": [str(exc)]}) from exc
