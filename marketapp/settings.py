@@ -245,6 +245,7 @@ PERSIST_INTERVAL_S = env.float("PERSIST_INTERVAL_S", default=5.0)
 HISTORY_MAX_RANGE_DAYS = env.int("HISTORY_MAX_RANGE_DAYS", default=3660)
 HISTORY_MAX_INTRADAY_DAYS = env.int("HISTORY_MAX_INTRADAY_DAYS", default=60)
 DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")
+DEMO_ADMIN_EMAIL = env.str("DEMO_ADMIN_EMAIL", default="")
 
 # --- Celery --------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
