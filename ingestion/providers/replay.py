@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,13 @@ def parse_timestamp_ms(value: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
+
+
+def _price(value: str | None) -> float:
+    price = float(value)  # None raises TypeError, text ValueError: both count as malformed
+    if not math.isfinite(price) or price <= 0:
+        raise ValueError(f"not a price: {value!r}")
+    return price
 
 
 def _optional_int(value: str | None) -> int | None:
@@ -56,6 +64,14 @@ class ReplayFeedClient(FeedClient):
         self.rebase = bool(self.settings.get("rebase", False))
         self.finished = asyncio.Event()
         self.rows_read = 0
+        self._subscriptions_version = 0  # bumped on every change, so a playing file sees it
+        self._last_ts: int | None = None
+
+    async def _on_subscribe(self, added) -> None:
+        self._subscriptions_version += 1
+
+    async def _on_unsubscribe(self, removed) -> None:
+        self._subscriptions_version += 1
 
     def _lookup(self) -> dict[str, int]:
         """Both ``EXCHANGE:SYMBOL`` and plain ``SYMBOL`` (when unambiguous) to instrument ids."""
@@ -71,7 +87,7 @@ class ReplayFeedClient(FeedClient):
 
     async def _chunks(self):
         """Lists of CSV rows (dicts), read in a worker thread a chunk at a time."""
-        handle = await asyncio.to_thread(open, self.path, newline="", encoding="utf-8")
+        handle = await asyncio.to_thread(open, self.path, newline="", encoding="utf-8-sig")
         try:
             header = await asyncio.to_thread(handle.readline)
             fields = [f.strip() for f in header.strip().split(",")]
@@ -97,6 +113,7 @@ class ReplayFeedClient(FeedClient):
         self.set_status(FeedStatus.STOPPED)
 
     async def _play_once(self) -> None:
+        version = self._subscriptions_version
         lookup = self._lookup()
         first_ts: int | None = None
         started = time.monotonic()
@@ -107,22 +124,32 @@ class ReplayFeedClient(FeedClient):
                 try:
                     ts = parse_timestamp_ms(row["timestamp"])
                     symbol = (row["symbol"] or "").strip().upper()
-                    price = float(row["price"])
+                    price = _price(row["price"])
                     size = _optional_int(row.get("size"))
                     day_volume = _optional_int(row.get("day_volume"))
                     bid, ask = _optional_float(row.get("bid")), _optional_float(row.get("ask"))
                 except (TypeError, ValueError, KeyError, AttributeError) as exc:
                     self.count_malformed(f"row {self.rows_read}: {exc}", str(row))
                     continue
+                if version != self._subscriptions_version:
+                    version, lookup = self._subscriptions_version, self._lookup()
                 iid = lookup.get(symbol)
                 if iid is None:
                     continue
                 if first_ts is None:
                     first_ts = ts
-                    shift = int(time.time() * 1000) - ts if self.rebase else 0
+                    if self.rebase:
+                        # "Now", but never before what the previous pass emitted (speed 0 runs ahead).
+                        start_ms = int(time.time() * 1000)
+                        if self._last_ts is not None:
+                            start_ms = max(start_ms, self._last_ts + 1)
+                        shift = start_ms - ts
                 if self.speed > 0:
                     due = (ts - first_ts) / 1000 / self.speed - (time.monotonic() - started)
                     if due > 0:
                         await asyncio.sleep(due)
+                        if iid not in self.subscriptions:  # unsubscribed while we waited
+                            continue
+                self._last_ts = ts + shift
                 await self.emit(Tick(iid, self.code, ts + shift, price, size, day_volume, bid=bid, ask=ask))
             await asyncio.sleep(0)  # let the engine run between chunks at speed 0

@@ -21,6 +21,8 @@ from .base import FeedClient, FeedStatus, Subscription
 
 SECONDS_PER_YEAR = 252 * 6.5 * 3600  # trading seconds in a year
 DEFAULT_PRICE = 100.0
+MAX_SPREAD_TICKS = 3
+MIN_INTERVAL_S = 0.001
 
 
 @dataclass
@@ -44,6 +46,10 @@ class SimulatedFeedClient(FeedClient):
         self.rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
         self.interval = float(self.settings.get("tick_interval_ms", 250)) / 1000
         self.rate = float(self.settings.get("ticks_per_second", 2.0))
+        if self.rate > 0:
+            # One draw per instrument per interval gives at most one tick: above 1 / interval
+            # the configured rate would be silently capped, so wake up more often instead.
+            self.interval = max(MIN_INTERVAL_S, min(self.interval, 1.0 / self.rate))
         self.volatility = float(self.settings.get("volatility", 0.4))
         self.follow_sessions = bool(self.settings.get("follow_sessions", False))
         self.session_check = session_check
@@ -74,13 +80,14 @@ class SimulatedFeedClient(FeedClient):
         sigma = self.volatility * math.sqrt(dt / SECONDS_PER_YEAR)
         raw = walk.price * math.exp(sigma * self.rng.gauss(0.0, 1.0) - sigma * sigma / 2)
         tick_size = sub.tick_size or 0.01
-        price = max(tick_size, round(round(raw / tick_size) * tick_size, 6))
+        # The floor leaves room for the widest spread, so the bid stays a positive price.
+        price = max(round((MAX_SPREAD_TICKS + 1) * tick_size, 6), round(round(raw / tick_size) * tick_size, 6))
         size = max(1, int(self.rng.expovariate(1 / 120)))
         walk.price = price
         walk.high = max(walk.high, price)
         walk.low = min(walk.low, price)
         walk.day_volume += size
-        spread = tick_size * self.rng.randint(1, 3)
+        spread = tick_size * self.rng.randint(1, MAX_SPREAD_TICKS)
         return Tick(
             instrument_id=sub.instrument_id,
             provider=self.code,
@@ -103,10 +110,12 @@ class SimulatedFeedClient(FeedClient):
         while True:
             now = time.time()
             now_ms = int(now * 1000)
+            woke = time.monotonic()
             for sub in list(self.subscriptions.values()):
                 if self.rng.random() >= probability or not await self._exchange_open(sub.exchange):
                     continue
                 dt = now - last.get(sub.instrument_id, now - 1 / max(self.rate, 0.001))
                 last[sub.instrument_id] = now
                 await self.emit(self.step(sub, max(dt, 0.001), now_ms))
-            await asyncio.sleep(self.interval)
+            # The time spent emitting counts against the interval, or the rate would drift down.
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - woke)))
