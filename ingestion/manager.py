@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from ingestion.engine import Engine, InstrumentMeta
 from ingestion.providers.base import FeedClient, FeedStatus, Subscription
@@ -54,6 +55,7 @@ async def _exchange_open(exchange_code: str) -> bool:
     from exchanges.selectors import exchange_is_open
 
     def check() -> bool:
+        close_old_connections()
         exchange = Exchange.objects.filter(code=exchange_code).first()
         return exchange is not None and exchange_is_open(exchange=exchange, at=datetime.now(UTC))
 
@@ -126,7 +128,8 @@ class ProviderManager:
 
     def choose(self, instrument_id: int) -> tuple[str, Subscription] | None:
         """The best-ranked candidate that is not down (else the best-ranked one, to keep trying)."""
-        candidates = self.plan.candidates.get(instrument_id, [])
+        # A provider whose client could not even be built is no candidate at all.
+        candidates = [(c, s) for c, s in self.plan.candidates.get(instrument_id, []) if c in self.clients]
         for code, sub in candidates:
             if not self.is_down(code):
                 return code, sub
@@ -134,13 +137,16 @@ class ProviderManager:
 
     async def refresh(self) -> None:
         """Re-read the database, (re)start clients, and move instruments where health says."""
-        plan = await sync_to_async(self.plan_loader, thread_sensitive=False)(provider_codes=self.provider_codes)
+        plan = await sync_to_async(self._load_plan, thread_sensitive=False)()
         self.plan = plan
         for code in [c for c in self.clients if c not in plan.providers or plan.providers[c] != self.specs.get(c)]:
             await self._stop_client(code)  # removed, deactivated or reconfigured
         wanted = {code for cands in plan.candidates.values() for code, _ in cands}
         for code in wanted - set(self.clients):
-            await self._start_client(plan.providers[code])
+            try:
+                await self._start_client(plan.providers[code])
+            except Exception:  # one bad settings row must not stop the routing of all the others
+                logger.exception("provider %s could not be started; its instruments go elsewhere", code)
         for code in set(self.clients) - wanted:
             await self._stop_client(code)
 
@@ -154,6 +160,12 @@ class ProviderManager:
             if choice is not None:
                 new_assignment[iid] = choice
         await self._apply(new_assignment)
+
+    def _load_plan(self) -> StreamPlan:
+        # Runs in a worker thread that keeps its connection between refreshes: replace it when
+        # it broke (a database restart) or grew old, as Django does between requests.
+        close_old_connections()
+        return self.plan_loader(provider_codes=self.provider_codes)
 
     async def _apply(self, new: dict[int, tuple[str, Subscription]]) -> None:
         removals: dict[str, list[int]] = {}

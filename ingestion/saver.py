@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 from ingestion.bars import Bar
 from ingestion.tickstore import PersistEntry, TickStore
@@ -78,7 +78,25 @@ def bars_upsert(*, bars: list[Bar], provider_ids: dict[str, int] | None = None) 
 def _provider_ids() -> dict[str, int]:
     from ingestion.models import Provider
 
+    close_old_connections()
     return dict(Provider.objects.values_list("code", "id"))
+
+
+def _save_bars(*, bars: list[Bar], provider_ids: dict[str, int]) -> int:
+    """``bars_upsert`` from the saver's worker thread, leaving out bars no row can hold."""
+    from instruments.models import Instrument
+
+    # The worker thread keeps its connection between flushes: replace it when it broke (a
+    # database restart) or grew old, as Django does between requests.
+    close_old_connections()
+    ids = {b.instrument_id for b in bars}
+    known = set(Instrument.objects.filter(id__in=ids).values_list("id", flat=True))
+    if gone := ids - known:
+        # An instrument deleted while its bars waited: they can never be saved, and keeping
+        # them pending would block every newer bar behind them.
+        logger.warning("saver: bars of deleted instruments %s dropped", sorted(gone))
+        bars = [b for b in bars if b.instrument_id in known]
+    return bars_upsert(bars=bars, provider_ids=provider_ids)
 
 
 class BarSaver:
@@ -99,10 +117,11 @@ class BarSaver:
         self._provider_ids: dict[str, int] | None = None
 
     async def _write(self, entries: list[PersistEntry]) -> None:
-        if self._provider_ids is None:
-            self._provider_ids = await sync_to_async(_provider_ids, thread_sensitive=False)()
         bars = [e.bar for e in entries]
-        await sync_to_async(bars_upsert, thread_sensitive=False)(bars=bars, provider_ids=self._provider_ids)
+        known = self._provider_ids
+        if known is None or any(b.provider and b.provider not in known for b in bars):  # a provider added since
+            self._provider_ids = await sync_to_async(_provider_ids, thread_sensitive=False)()
+        await sync_to_async(_save_bars, thread_sensitive=False)(bars=bars, provider_ids=self._provider_ids)
         await self.store.persist_ack([e.entry_id for e in entries])
 
     async def flush(self) -> FlushResult:
