@@ -44,6 +44,7 @@ class MarketRuntime:
                 await self._saver_task
             with contextlib.suppress(Exception):
                 await self.saver.flush()  # what the engine closed on the way out
+        logger.info("market runtime stopped")
 
 
 async def run_until_signalled(runtime: MarketRuntime, stop: asyncio.Event | None = None) -> None:

@@ -1,0 +1,171 @@
+"""``ingest`` and ``runmarket``: argument checks, the runtime they drive, and real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from exchanges.tests.factories import ExchangeFactory
+from ingestion.models import Provider
+from ingestion.runtime import MarketRuntime, run_until_signalled
+from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFactory
+from instruments.tests.factories import InstrumentFactory
+
+ROOT = Path(settings.BASE_DIR)
+FAST_SIM = {"seed": 3, "ticks_per_second": 20, "tick_interval_ms": 50}
+
+
+def _sim_exchange() -> list[int]:
+    """The SIM provider on one exchange with two instruments."""
+    sim = ProviderFactory(code="SIM", kind=Provider.Kind.SIMULATED, settings=FAST_SIM)
+    exchange = ExchangeFactory(code="XNAS")
+    ExchangeProviderMappingFactory(exchange=exchange, provider=sim, is_primary=True, priority=10)
+    return [InstrumentFactory(exchange=exchange, symbol=s).id for s in ("AAA", "BBB")]
+
+
+def wait_for(predicate, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen, within: float = 10.0) -> int:
+    """SIGINT (Ctrl-C) and the exit code; a process that does not stop in time is killed and fails."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"did not stop within {within} s of SIGINT") from None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_db():
+    """The test Redis database, empty before and after."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.mark.django_db
+def test_ingest_refuses_unknown_provider_codes():
+    ProviderFactory(code="SIM")
+    with pytest.raises(CommandError, match=r"Unknown provider code\(s\): NOPE$"):
+        call_command("ingest", "--provider", "NOPE", "--provider", "sim")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_runtime_streams_until_told_to_stop(redis_db):
+    ids = await sync_to_async(_sim_exchange)()
+    runtime = MarketRuntime(provider_codes=["SIM"], with_saver=True, refresh_s=0.2)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_until_signalled(runtime, stop))
+    try:
+        async with asyncio.timeout(10):
+            while len(await runtime.store.latest_quotes(ids)) < len(ids):  # noqa: ASYNC110 - Redis state
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await running
+    assert runtime.manager.clients == {}  # every feed client stopped
+    quotes = await runtime.store.latest_quotes(ids)
+    assert {q.provider for q in quotes.values()} == {"SIM"}
+    assert runtime.engine.stats.ticks_in >= len(ids)
+    await runtime.store.close()
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_streams_into_redis_and_stops_cleanly_on_ctrl_c(tmp_path, redis_db):
+    ids = _sim_exchange()
+    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO"}
+    log = tmp_path / "ingest.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "ingest", "--provider", "sim", "--refresh", "0.5"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # Quotes of both instruments land in the Redis hash the web side reads.
+            wait_for(lambda: all(redis_db.hexists("md:q", i) for i in ids), 15, "quotes in Redis")
+        finally:
+            code = stop_process(process)
+    output = log.read_text()
+    assert code == 0, output
+    assert "provider SIM (simulated) started" in output
+    assert "provider SIM stopped" in output and "market runtime stopped" in output
+    assert "Traceback" not in output
+
+
+def test_runmarket_serves_and_streams_on_the_embedded_default(tmp_path):
+    """The zero-configuration mode: SQLite, memory tick store, one process, SIM quotes."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(VAR_DIR=str(tmp_path), DEMO_ADMIN_PASSWORD="demo-pass-12345", LOG_LEVEL="INFO")
+    for step in (["migrate", "--noinput"], ["seed_demo"]):
+        done = subprocess.run(
+            [sys.executable, "manage.py", *step], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "marketapp.sqlite3").is_file()
+
+    port = free_port()
+    log = tmp_path / "runmarket.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runmarket", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def healthy() -> bool:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=1) as response:
+                        return response.status == 200
+                except OSError:
+                    return False
+
+            wait_for(healthy, 10, "GET /health/ to answer 200")
+            wait_for(lambda: "feed SIM: idle -> streaming" in log.read_text(), 5, "the SIM feed to stream")
+        finally:
+            code = stop_process(process)
+    output = log.read_text()
+    assert code == 0, output
+    assert "provider SIM (simulated) started" in output
+    assert "market runtime stopped" in output
+    assert "Traceback" not in output
