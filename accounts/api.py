@@ -27,6 +27,9 @@ TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 class UserOutputSerializer(serializers.ModelSerializer):
     """The public view of a user."""
 
+    # Blank when unknown, so not a "uri" in the schema.
+    profile_picture_url = serializers.CharField(read_only=True, help_text="Empty when unknown.")
+
     class Meta:
         model = User
         fields = ["id", "email", "first_name", "last_name", "role", "profile_picture_url"]

@@ -89,6 +89,9 @@ class InstrumentOutputSerializer(serializers.ModelSerializer):
     exchange = ExchangeSummarySerializer()
     instrument_type = InstrumentTypeSerializer()
     sector = SectorSerializer(allow_null=True)
+    option_type = serializers.ChoiceField(
+        choices=[*Instrument.OptionType.choices, ("", "None")], read_only=True, help_text="CE, PE or empty."
+    )
     effective_currency = serializers.CharField(help_text="The instrument's currency, else its exchange's.")
     provider_mappings = InstrumentProviderMappingSerializer(many=True)
 

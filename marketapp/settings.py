@@ -236,6 +236,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Real-time market data: exchanges, instruments, providers and price history.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketapp.api.schema.postprocess_schema",
+    ],
 }
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
 

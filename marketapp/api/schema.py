@@ -16,6 +16,7 @@ _DESCRIPTIONS: dict[int, str] = {
     404: "Not found.",
     405: "Method not allowed.",
     409: "Conflicts with an existing record.",
+    415: "Unsupported media type: send JSON.",
     429: "Too many requests; retry later.",
     500: "Internal server error.",
     502: "An upstream service failed.",
@@ -40,3 +41,49 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     return {
         code: OpenApiResponse(response=ErrorSerializer, description=_DESCRIPTIONS.get(code, "Error.")) for code in codes
     }
+
+
+_LOCAL_TIME = {"type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "example": "09:15:00"}
+
+
+def _local_times(node) -> None:
+    """Wall-clock times here are exchange-local and carry no offset; JSON Schema's ``time``
+    format demands one, so describe them by pattern instead."""
+    if isinstance(node, dict):
+        if node.get("format") == "time":
+            del node["format"]
+            node.update({k: v for k, v in _LOCAL_TIME.items() if k not in node})
+        for value in node.values():
+            _local_times(value)
+    elif isinstance(node, list):
+        for value in node:
+            _local_times(value)
+
+
+def postprocess_schema(result: dict, generator, request, public) -> dict:
+    """Document the error answers every operation can give, in the one error format.
+
+    Views list the errors specific to them; this adds the ones the framework gives anywhere:
+    401/403 on authenticated operations, 404 where the path names a resource, 400 where the
+    operation takes parameters or a body, 415 where it takes a body, 405 and 429 everywhere.
+    """
+    _local_times(result)
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, item in result.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            codes = {405, 429}
+            secured = operation.get("security") != [{}] and operation.get("security", [None]) != []
+            if secured:
+                codes |= {401, 403}
+            if "{" in path:
+                codes.add(404)
+            if operation.get("parameters") or operation.get("requestBody"):
+                codes.add(400)
+            if operation.get("requestBody"):
+                codes.add(415)
+            responses = operation.setdefault("responses", {})
+            for code in sorted(codes):
+                responses.setdefault(str(code), {"description": _DESCRIPTIONS[code], "content": error})
+    return result
