@@ -9,6 +9,7 @@ With ``follow_sessions`` it only ticks while the instrument's exchange is in ses
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from ingestion.ticks import Tick
 
 from .base import FeedClient, FeedStatus, Subscription
+
+logger = logging.getLogger(__name__)
 
 SECONDS_PER_YEAR = 252 * 6.5 * 3600  # trading seconds in a year
 DEFAULT_PRICE = 100.0
@@ -70,7 +73,13 @@ class SimulatedFeedClient(FeedClient):
         cached = self._open_cache.get(exchange)
         if cached and now - cached[0] < 30:
             return cached[1]
-        is_open = await self.session_check(exchange)
+        try:
+            is_open = await self.session_check(exchange)
+        except Exception as exc:  # the database is away for a moment: that must not end the feed
+            is_open = cached[1] if cached else True
+            logger.warning(
+                "feed %s: session check of %s failed (%s); assuming open=%s", self.code, exchange, exc, is_open
+            )
         self._open_cache[exchange] = (now, is_open)
         return is_open
 
