@@ -6,24 +6,17 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
-from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from marketapp.api.errors import Conflict
 from marketapp.api.pagination import LimitOffsetPagination
+from marketapp.api.params import query_flag
 from marketapp.api.schema import error_responses
 
-from .filters import ExchangeFilter, parse_bool
+from .filters import ExchangeFilter
 from .models import Exchange
 from .services import ExchangeInUseError, exchange_create, exchange_delete, exchange_update
-
-
-class Conflict(APIException):
-    """409: the request clashes with the current state of the resource."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state of the resource."
-    default_code = "conflict"
 
 
 class ExchangeOutputSerializer(serializers.ModelSerializer):
@@ -161,7 +154,7 @@ class ExchangeViewSet(viewsets.GenericViewSet):
 
     def destroy(self, request: Request, pk: str) -> Response:
         exchange = self.get_object()
-        force = _force(request)
+        force = query_flag(request, "force")
         try:
             kept = exchange_delete(exchange=exchange, force=force)
         except ExchangeInUseError as exc:
@@ -169,13 +162,3 @@ class ExchangeViewSet(viewsets.GenericViewSet):
         if kept is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(ExchangeOutputSerializer(kept).data)
-
-
-def _force(request: Request) -> bool:
-    raw = request.query_params.get("force", "")
-    if raw == "":
-        return False
-    try:
-        return parse_bool(raw)
-    except ValueError as exc:
-        raise ValidationError({"force": [str(exc)]}) from exc

@@ -5,19 +5,27 @@ from __future__ import annotations
 from decimal import Decimal
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from exchanges.models import Exchange
+from marketapp.api.errors import Conflict
 from marketapp.api.pagination import LimitOffsetPagination
+from marketapp.api.params import query_flag
 from marketapp.api.schema import error_responses
 
 from .filters import MAX_ID
 from .models import Instrument, InstrumentType, Sector
 from .selectors import instrument_list
-from .services import instrument_create, instrument_delete, instrument_update
+from .services import InstrumentHasHistoryError, instrument_create, instrument_delete, instrument_update
 
 
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
@@ -191,8 +199,17 @@ LIST_PARAMETERS = [
         responses={200: InstrumentOutputSerializer, **error_responses(400, 401, 403, 404)},
     ),
     destroy=extend_schema(
-        summary="Delete an instrument with its mappings and price history (admin)",
-        responses={204: None, **error_responses(401, 403, 404)},
+        summary="Delete an instrument (admin)",
+        description="An instrument with stored price history is not deleted: the answer is 409, unless "
+        "`?force=true`, which deactivates it (history kept, streaming stopped) and answers 200.",
+        parameters=[
+            OpenApiParameter("force", OpenApiTypes.BOOL, description="Deactivate instead of failing with 409.")
+        ],
+        responses={
+            200: OpenApiResponse(InstrumentOutputSerializer, description="Deactivated (force=true, history kept)."),
+            204: OpenApiResponse(description="Deleted."),
+            **error_responses(400, 401, 403, 404, 409),
+        },
     ),
 )
 class InstrumentViewSet(viewsets.GenericViewSet):
@@ -232,8 +249,14 @@ class InstrumentViewSet(viewsets.GenericViewSet):
         return Response(InstrumentOutputSerializer(self._reload(instrument)).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
-        instrument_delete(instrument=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        instrument = self.get_object()
+        try:
+            kept = instrument_delete(instrument=instrument, force=query_flag(request, "force"))
+        except InstrumentHasHistoryError as exc:
+            raise Conflict(str(exc)) from exc
+        if kept is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(InstrumentOutputSerializer(self._reload(kept)).data)
 
     @staticmethod
     def _reload(instrument: Instrument) -> Instrument:

@@ -120,6 +120,35 @@ def instrument_update(*, instrument: Instrument, data: dict[str, Any]) -> Instru
     return _save(instrument)
 
 
-def instrument_delete(*, instrument: Instrument) -> None:
-    """Delete an instrument with its provider mappings and its price history."""
-    instrument.delete()
+class InstrumentHasHistoryError(Exception):
+    """The instrument has stored price history that a delete would destroy."""
+
+    def __init__(self, *, instrument: Instrument, intraday: int, daily: int) -> None:
+        self.instrument = instrument
+        super().__init__(
+            f"Instrument {instrument} has stored price history ({intraday} intraday and {daily} daily bars). "
+            "Repeat the request with ?force=true to deactivate it instead (history is kept)."
+        )
+
+
+def instrument_delete(*, instrument: Instrument, force: bool = False) -> Instrument | None:
+    """Delete an instrument without price history; returns ``None`` once deleted.
+
+    With history, raises ``InstrumentHasHistoryError`` unless ``force``: then the instrument
+    is deactivated and stops streaming (``is_active`` and ``record_data`` off), history kept.
+    """
+    from marketdata.models import PriceHistoryDaily, PriceHistoryIntraday
+
+    with transaction.atomic():
+        locked = Instrument.objects.select_for_update().get(pk=instrument.pk)
+        intraday = PriceHistoryIntraday.objects.filter(instrument=locked).count()
+        daily = PriceHistoryDaily.objects.filter(instrument=locked).count()
+        if not (intraday or daily):
+            locked.delete()
+            return None
+        if not force:
+            raise InstrumentHasHistoryError(instrument=locked, intraday=intraday, daily=daily)
+        locked.is_active = False
+        locked.record_data = False
+        locked.save(update_fields=["is_active", "record_data", "updated_at"])
+        return locked

@@ -358,6 +358,22 @@ def test_delete(admin_api_client, catalog):
     assert not Instrument.objects.filter(pk=instrument.pk).exists()
 
 
+def test_delete_with_history_is_409_unless_forced_which_deactivates(admin_api_client, catalog):
+    from marketdata.tests.factories import PriceHistoryDailyFactory
+
+    instrument = catalog["AAPL"]
+    PriceHistoryDailyFactory(instrument=instrument)
+    body = _assert_error(admin_api_client.delete(f"/instruments/{instrument.pk}"), 409)
+    assert "force=true" in body["detail"]
+    assert Instrument.objects.filter(pk=instrument.pk, is_active=True).exists()
+
+    forced = admin_api_client.delete(f"/instruments/{instrument.pk}?force=true")
+    assert forced.status_code == 200
+    assert forced.json()["is_active"] is False and forced.json()["record_data"] is False
+    assert instrument.daily_bars.count() == 1
+    _assert_error(admin_api_client.delete(f"/instruments/{instrument.pk}?force=maybe"), 400)
+
+
 # --- who may write -----------------------------------------------------------------------------
 
 

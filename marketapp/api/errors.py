@@ -17,6 +17,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+class Conflict(exceptions.APIException):
+    """409: the request clashes with the current state of the resource."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+
 def error_body(detail: str, status_code: int, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The error document every endpoint returns."""
     body: dict[str, Any] = {"detail": detail, "status_code": status_code}
