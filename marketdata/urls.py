@@ -3,8 +3,10 @@
 from django.urls import re_path
 
 from marketdata.api import DailyHistoryApi, IntradayHistoryApi
+from marketdata.live_api import LatestQuoteApi
 
 urlpatterns = [
     re_path(r"^marketdata/intraday/?$", IntradayHistoryApi.as_view(), name="marketdata-intraday"),
     re_path(r"^marketdata/daily/?$", DailyHistoryApi.as_view(), name="marketdata-daily"),
+    re_path(r"^marketdata/quote/?$", LatestQuoteApi.as_view(), name="marketdata-quote"),
 ]

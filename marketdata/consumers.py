@@ -1,0 +1,330 @@
+"""The live market data WebSocket, ``/ws``: subscribe to symbols, receive quotes and 1m bars.
+
+The protocol is the seed design's (see DESIGN.md "WebSocket protocol"). Each connection is
+one ``MarketDataConsumer``: it reads client frames in its own task, and an ``Outbox`` task
+writes to the client. Live updates reach the outbox through the process's ``FanoutHub``
+as the engine's pre-serialized JSON text, forwarded unchanged.
+
+The limits are ``ws_protocol.WsLimits`` (settings ``WS_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from channels.db import database_sync_to_async
+
+from ingestion.publish import bar_group, encode, quote_group, quote_payload
+from marketdata.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
+from marketdata.outbox import Outbox
+from marketdata.ws_middleware import SCOPE_AUTH_ERROR, SCOPE_BACKLOG, user_for_token
+from marketdata.ws_protocol import (
+    PONG,
+    ProtocolError,
+    TokenBucket,
+    WsLimits,
+    channel_names,
+    decode_frame,
+    error_text,
+    message,
+    parse_channel,
+)
+
+logger = logging.getLogger(__name__)
+
+CLOSE_AUTH = 4401
+CLOSE_STUCK = 4408
+CLOSE_GRACE_S = 5.0  # how long to wait for the client to acknowledge our close
+
+
+class MarketDataConsumer:
+    """One ``/ws`` connection (an ASGI application instance)."""
+
+    @classmethod
+    def as_asgi(cls):
+        async def app(scope, receive, send):
+            await cls(scope, send).run(receive)
+
+        app.consumer_class = cls
+        return app
+
+    def __init__(self, scope: dict, send) -> None:
+        self.scope = scope
+        self.send = send
+        self.limits = WsLimits.from_settings()
+        self.user = None
+        self.closed = False
+        self.hub: FanoutHub | None = None
+        self.outbox: Outbox | None = None
+        # group -> instrument, for every channel this connection follows
+        self.groups: dict[str, LiveInstrument] = {}
+        # channel string as the client wrote it -> group (unsubscribe without a lookup)
+        self.names: dict[str, str] = {}
+        self.bucket = TokenBucket(self.limits.messages_per_second)
+        self._rate_error_at = 0.0
+        self._giving_up = False
+        self._receive_timeout: asyncio.Timeout | None = None
+        self._deadline: float | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+    async def run(self, receive) -> None:
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        await self.send({"type": "websocket.accept"})
+        loop = asyncio.get_running_loop()
+        self.hub = get_hub()
+        self.outbox = Outbox(
+            self.send,
+            max_pending=self.limits.send_queue,
+            max_replies=2 * self.limits.send_queue,
+            backlog=self.scope.get(SCOPE_BACKLOG),
+            backlog_limit=self.limits.transport_buffer_bytes,
+        )
+        self.outbox.start()
+        self.hub.register(self)
+        try:
+            user = self.scope.get("user")
+            if self.scope.get(SCOPE_AUTH_ERROR):
+                await self.close(CLOSE_AUTH, error=("auth_required", self.scope[SCOPE_AUTH_ERROR]))
+            elif user is not None and user.is_authenticated:
+                self.user = user
+            else:
+                self._deadline = loop.time() + self.limits.auth_timeout_s
+            while True:
+                try:
+                    async with asyncio.timeout_at(self._deadline) as self._receive_timeout:
+                        try:
+                            event = await receive()
+                        finally:
+                            self._receive_timeout = None
+                except TimeoutError:
+                    if self.closed:
+                        return  # the client never acknowledged our close
+                    await self.close(
+                        CLOSE_AUTH,
+                        error=("auth_required", f"No auth message within {self.limits.auth_timeout_s:g} s."),
+                    )
+                    continue
+                kind = event["type"]
+                if kind == "websocket.receive":
+                    if not self.closed:
+                        await self.on_frame(event)
+                elif kind == "websocket.disconnect":
+                    return
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        """Leave every group and stop sending (idempotent)."""
+        if self.hub is not None:
+            self.hub.unregister(self)
+            for group in self.groups:
+                self.hub.leave(group, self.outbox)
+        self.groups.clear()
+        self.names.clear()
+        if self.outbox is not None:
+            await self.outbox.stop()
+
+    async def close(self, code: int, *, error: tuple[str, str] | None = None) -> None:
+        """Send an optional error, then close; wait a little for the client's close frame."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._release()
+        try:
+            # A stuck client may not take even these; uvicorn's send would wait forever.
+            async with asyncio.timeout(1.0):
+                if error is not None:
+                    await self.send({"type": "websocket.send", "text": error_text(*error)})
+                await self.send({"type": "websocket.close", "code": code})
+        except Exception as exc:
+            logger.debug("closing a websocket failed: %r", exc)
+        self._deadline = asyncio.get_running_loop().time() + CLOSE_GRACE_S
+        if self._receive_timeout is not None:
+            self._receive_timeout.reschedule(self._deadline)
+
+    def check_stuck(self, now: float) -> None:
+        """Called by the hub's watchdog: disconnect a client that made no progress for too long."""
+        outbox = self.outbox
+        if self.closed or self._giving_up or outbox is None:
+            return
+        since = [t for t in (outbox.busy_since, outbox.full_since) if t is not None]
+        if since and now - min(since) > self.limits.stuck_timeout_s:
+            logger.warning(
+                "closing stuck websocket client %s (user %s): no progress for %.1f s, "
+                "%d channels pending, %d updates conflated, %d dropped",
+                self.scope.get("client"),
+                getattr(self.user, "pk", None),
+                now - min(since),
+                len(outbox.pending),
+                outbox.conflated,
+                outbox.dropped,
+            )
+            self._give_up()
+
+    # --- client frames ------------------------------------------------------------------------
+    def reply(self, text: str) -> None:
+        if not self.outbox.reply(text) and not self._giving_up:
+            logger.warning("closing websocket client %s: it does not read its replies", self.scope.get("client"))
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """Close a client that does not keep up, from outside its own task (once)."""
+        self._giving_up = True
+        self.hub.spawn(self.close(CLOSE_STUCK))
+
+    def error(self, code: str, text: str, channel: str | None = None) -> None:
+        self.reply(error_text(code, text, channel))
+
+    async def on_frame(self, event: dict) -> None:
+        if not self.bucket.take():
+            now = time.monotonic()
+            if now - self._rate_error_at >= 1.0:  # one error a second, not one per dropped frame
+                self._rate_error_at = now
+                self.error(
+                    "rate_limited",
+                    f"More than {self.limits.messages_per_second:g} messages per second; this one was ignored.",
+                )
+            return
+        if self.user is None:
+            try:
+                data = decode_frame(event, self.limits.max_frame_bytes)
+            except ProtocolError:
+                data = {}
+            await self._authenticate(data)
+            return
+        try:
+            await self.handle(decode_frame(event, self.limits.max_frame_bytes))
+        except ProtocolError as exc:
+            self.error(exc.code, exc.message)
+
+    async def _authenticate(self, data: dict) -> None:
+        token = data.get("token")
+        if data.get("message_type") != "auth" or not isinstance(token, str):
+            await self.close(
+                CLOSE_AUTH,
+                error=("auth_required", 'Authenticate first: {"message_type": "auth", "token": "<JWT access token>"}.'),
+            )
+            return
+        user, problem = await database_sync_to_async(user_for_token)(token)
+        if user is None:
+            await self.close(CLOSE_AUTH, error=("auth_required", problem))
+            return
+        self.user = user
+        self._deadline = None
+        if self._receive_timeout is not None:
+            self._receive_timeout.reschedule(None)
+        self.reply(message("info", message="Authenticated"))
+
+    async def handle(self, data: dict) -> None:
+        kind = data.get("message_type")
+        if kind == "subscribe":
+            await self.subscribe(channel_names(data))
+        elif kind == "unsubscribe":
+            await self.unsubscribe(channel_names(data))
+        elif kind == "ping":
+            self.reply(PONG)
+        elif kind == "auth":
+            self.reply(message("info", message="Already authenticated"))
+        else:
+            raise ProtocolError(
+                "unknown_message_type",
+                f"Unknown message_type {kind!r}; use subscribe, unsubscribe or ping.",
+            )
+
+    # --- subscriptions ------------------------------------------------------------------------
+    async def _resolve(self, names: list[str]) -> list[tuple[str, str | None, LiveInstrument | None]]:
+        """``(name, group, instrument)`` per name; errors are reported and give ``group=None``."""
+        if len(names) > self.limits.max_subscriptions:
+            raise ProtocolError(
+                "too_many_subscriptions", f"At most {self.limits.max_subscriptions} channels per connection."
+            )
+        parsed = []
+        for name in names:
+            try:
+                parsed.append((name, *parse_channel(name)))
+            except ProtocolError as exc:
+                self.error(exc.code, exc.message, name)
+        try:
+            found = await self.hub.resolver.resolve_many(base for _, base, _ in parsed)
+        except Exception:
+            logger.exception("resolving websocket channels failed")
+            raise ProtocolError("unavailable", "Symbols cannot be looked up right now; try again.") from None
+        out = []
+        for name, base, bars in parsed:
+            result = found[base]
+            if isinstance(result, ResolveError):
+                self.error(result.code, result.message, name)
+                out.append((name, None, None))
+                continue
+            group = bar_group(result.instrument_id) if bars else quote_group(result.instrument_id)
+            out.append((name, group, result))
+        return out
+
+    async def subscribe(self, names: list[str]) -> None:
+        hub, outbox = self.hub, self.outbox
+        snapshots: dict[str, LiveInstrument] = {}
+        for name, group, instrument in await self._resolve(names):
+            if group is None or self.closed:
+                continue
+            new = group not in self.groups
+            if new and len(self.groups) >= self.limits.max_subscriptions:
+                self.error(
+                    "too_many_subscriptions",
+                    f"At most {self.limits.max_subscriptions} channels per connection; unsubscribe from some first.",
+                    name,
+                )
+                continue
+            if group.startswith("quote."):
+                outbox.expect_snapshot(group)
+                snapshots[group] = instrument
+            if new:
+                try:
+                    await hub.join(group, outbox)
+                except Exception:
+                    logger.exception("joining channel-layer group %s failed", group)
+                    snapshots.pop(group, None)
+                    self.error("unavailable", f"Live data for {name} is unavailable right now; try again.", name)
+                    continue
+                if self.closed:  # released while we were joining
+                    hub.leave(group, outbox)
+                    return
+                self.groups[group] = instrument
+            # No await since the join returned: this goes out before any update of the channel.
+            self.reply(message("info", message=f"Subscribed to {name}"))
+            if len(self.names) < 4 * self.limits.max_subscriptions:
+                self.names[name] = group
+        if snapshots:
+            await self._send_snapshots(snapshots)
+
+    async def _send_snapshots(self, snapshots: dict[str, LiveInstrument]) -> None:
+        by_id = {instrument.instrument_id: (group, instrument) for group, instrument in snapshots.items()}
+        try:
+            quotes = await self.hub.store.latest_quotes(list(by_id))
+        except Exception:
+            logger.warning("reading snapshots from the tick store failed", exc_info=True)
+            return
+        for instrument_id, quote in quotes.items():
+            group, instrument = by_id[instrument_id]
+            self.outbox.snapshot(
+                group, encode(quote_payload(quote, instrument.symbol, instrument.exchange, "snapshot"))
+            )
+
+    async def unsubscribe(self, names: list[str]) -> None:
+        unknown = [name for name in names if name not in self.names]
+        resolved = {name: group for name, group, _ in await self._resolve(unknown)} if unknown else {}
+        for name in names:
+            group = self.names.get(name) or resolved.get(name)
+            if group is None:
+                continue  # already answered with unknown_symbol / ambiguous_symbol
+            if group not in self.groups:
+                self.error("not_subscribed", f"Not subscribed to {name}.", name)
+                continue
+            del self.groups[group]
+            self.hub.leave(group, self.outbox)
+            self.outbox.discard(group)
+            self.names = {n: g for n, g in self.names.items() if g != group}
+            self.reply(message("info", message=f"Unsubscribed from {name}"))

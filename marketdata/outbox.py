@@ -1,0 +1,184 @@
+"""A WebSocket connection's outbound side: bounded, conflating, drained by one sender task.
+
+Replies (``info``, ``error``, ``pong``) keep their order and go first. Live updates are
+keyed by channel: a newer update replaces one not sent yet (conflation), so a slow client
+gets the latest state of each instrument instead of an ever-growing backlog, and its memory
+is bounded by the number of channels it watches.
+
+Back-pressure differs by server. uvicorn's ``send`` waits while the socket's buffer is
+above its high-water mark, so a slow client makes our sender wait and updates conflate here.
+daphne's ``send`` never waits: it hands the frame to Twisted, which buffers without limit.
+For daphne the sender therefore reads the size of Twisted's write buffer (see
+``transport_backlog_probe``) and waits itself while it is above ``WS_TRANSPORT_BUFFER_BYTES``.
+Either way ``busy_since`` tells the hub's watchdog how long the client has made no progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+
+logger = logging.getLogger(__name__)
+
+BACKLOG_POLL_S = 0.02
+
+
+class Outbox:
+    """What one connection still has to send, and the task that sends it."""
+
+    def __init__(
+        self,
+        send: Callable[[dict], Awaitable[None]],
+        *,
+        max_pending: int,
+        max_replies: int,
+        backlog: Callable[[], int] | None = None,
+        backlog_limit: int = 256 * 1024,
+    ) -> None:
+        self._send = send
+        self.max_pending = max_pending
+        self.max_replies = max_replies
+        self.backlog = backlog
+        self.backlog_limit = backlog_limit
+        self.replies: deque[str] = deque()
+        self.pending: OrderedDict[str, str] = OrderedDict()
+        self._snapshot_due: set[str] = set()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        # monotonic time since when a send (or the transport backlog) has not completed
+        self.busy_since: float | None = None
+        # monotonic time since when updates on new channels are being dropped
+        self.full_since: float | None = None
+        self.sent = 0
+        self.conflated = 0
+        self.dropped = 0
+
+    # --- producers (never block) -----------------------------------------------------------------
+    def offer(self, key: str, text: str) -> None:
+        """Queue a live update; replaces a pending update with the same key."""
+        pending = self.pending
+        if key in pending:
+            pending[key] = text
+            self.conflated += 1
+        elif len(pending) < self.max_pending:
+            pending[key] = text
+        else:
+            self.dropped += 1
+            if self.full_since is None:
+                self.full_since = time.monotonic()
+            return
+        if self._snapshot_due:
+            self._snapshot_due.discard(key)
+        self._ready.set()
+
+    def reply(self, text: str) -> bool:
+        """Queue a reply in order; False when the client has stopped reading its replies."""
+        if len(self.replies) >= self.max_replies:
+            return False
+        self.replies.append(text)
+        self._ready.set()
+        return True
+
+    def expect_snapshot(self, key: str) -> None:
+        """Call before joining a group: a live update arriving first makes the snapshot moot."""
+        self._snapshot_due.add(key)
+
+    def snapshot(self, key: str, text: str) -> None:
+        """Queue a snapshot unless a (newer) live update for ``key`` came in since ``expect_snapshot``."""
+        if key in self._snapshot_due:
+            self._snapshot_due.discard(key)
+            self.offer(key, text)
+
+    def discard(self, group: str) -> None:
+        """Drop pending updates of a channel the client left (bar keys carry a ``@minute`` suffix)."""
+        self._snapshot_due.discard(group)
+        prefix = group + "@"
+        for key in [k for k in self.pending if k == group or k.startswith(prefix)]:
+            del self.pending[key]
+
+    # --- the sender ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ws-sender")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):  # cancelled or already failed: nothing left to send
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        send = self._send
+        replies = self.replies
+        pending = self.pending
+        ready = self._ready
+        backlog = self.backlog
+        limit = self.backlog_limit
+        try:
+            while True:
+                if replies:
+                    text = replies.popleft()
+                elif pending:
+                    text = pending.popitem(last=False)[1]
+                    self.full_since = None
+                else:
+                    ready.clear()
+                    await ready.wait()
+                    continue
+                self.busy_since = time.monotonic()
+                await send({"type": "websocket.send", "text": text})
+                if backlog is not None and backlog() > limit:
+                    await self._drain(backlog, limit)
+                self.busy_since = None
+                self.sent += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The client went away under us (uvicorn raises, daphne drops silently); the
+            # connection's receive side sees the disconnect and cleans up.
+            logger.debug("websocket send failed: %r", exc)
+
+    @staticmethod
+    async def _drain(backlog: Callable[[], int], limit: int) -> None:
+        # Polling: Twisted signals a drained buffer only to a registered producer, and the
+        # transport may already have one (the HTTP channel it was upgraded from).
+        while backlog() > limit:  # noqa: ASYNC110
+            await asyncio.sleep(BACKLOG_POLL_S)
+
+
+def transport_backlog_probe(send) -> Callable[[], int] | None:
+    """How many bytes the server still holds for this client, for servers whose send never waits.
+
+    daphne passes ``functools.partial(Server.handle_reply, protocol)`` as ``send``; the
+    protocol's Twisted transport keeps the unsent bytes in ``dataBuffer`` (from ``offset``)
+    plus ``_tempDataLen``. These are Twisted internals (stable for many years); when they
+    are missing, or for any other server, this returns None and the sender relies on the
+    server's own back-pressure.
+    """
+    if not isinstance(send, functools.partial) or not send.args:
+        return None
+    protocol = send.args[0]
+    if _write_buffer(getattr(protocol, "transport", None)) is None:
+        return None
+
+    def backlog() -> int:
+        return _write_buffer(getattr(protocol, "transport", None)) or 0
+
+    return backlog
+
+
+def _write_buffer(transport) -> int | None:
+    # TLS wraps the TCP transport; the bytes wait in the innermost one.
+    for _ in range(4):
+        if transport is None:
+            return None
+        try:
+            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        except (AttributeError, TypeError):
+            transport = getattr(transport, "transport", None)
+    return None

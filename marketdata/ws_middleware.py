@@ -1,0 +1,121 @@
+"""ASGI middleware in front of ``/ws``: origin check, session or JWT user, send back-pressure probe.
+
+A connection is authenticated by the Django session cookie (the dashboard), by a JWT access
+token in ``?token=...`` (API clients), or later by an ``auth`` message (see the consumer).
+The middleware never refuses a connection itself: the consumer accepts it and answers with
+an ``error`` and close code 4401, which a browser can read (a refused handshake cannot
+carry a reason).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+
+from marketdata.outbox import transport_backlog_probe
+
+MAX_TOKEN_CHARS = 4096
+SCOPE_AUTH_ERROR = "marketapp.auth_error"
+SCOPE_BACKLOG = "marketapp.transport_backlog"
+
+
+def user_for_token(raw: str):
+    """``(user, None)`` for a valid JWT access token of an active user, else ``(None, reason)``.
+
+    Uses simplejwt's own validation (signature, expiry, token type, blacklist when the token
+    class checks one, user active), so the WebSocket accepts exactly what the REST API does.
+    Runs database queries: call it through ``database_sync_to_async`` from async code.
+    """
+    from rest_framework.exceptions import AuthenticationFailed
+    from rest_framework_simplejwt.authentication import JWTAuthentication
+    from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+    if not raw or len(raw) > MAX_TOKEN_CHARS:
+        return None, "Invalid token."
+    auth = JWTAuthentication()
+    try:
+        token = auth.get_validated_token(raw.encode())
+        user = auth.get_user(token)
+    except InvalidToken as exc:
+        return None, f"Invalid token: {_token_problem(exc.detail)}."
+    except (AuthenticationFailed, TokenError) as exc:
+        return None, f"Invalid token: {getattr(exc, 'detail', exc)}"
+    return user, None
+
+
+def _token_problem(detail) -> str:
+    """The first specific reason simplejwt gave ("Token is expired"), else its summary."""
+    if isinstance(detail, dict):
+        for item in detail.get("messages") or ():
+            if isinstance(item, dict) and item.get("message"):
+                return str(item["message"])
+        return str(detail.get("detail", "not valid"))
+    return str(detail)
+
+
+class JWTQueryAuthMiddleware:
+    """Sets ``scope["user"]`` from ``?token=<JWT access token>``; a bad token is noted in the scope.
+
+    Sits inside ``AuthMiddlewareStack``: a valid token replaces the session user; an invalid
+    one is an error even when a session exists (the client asked for that identity).
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        tokens = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+        if tokens:
+            scope = dict(scope)
+            user, problem = await database_sync_to_async(user_for_token)(tokens[-1])
+            if user is not None:
+                scope["user"] = user
+            else:
+                scope[SCOPE_AUTH_ERROR] = problem
+        return await self.inner(scope, receive, send)
+
+
+class TransportBacklogMiddleware:
+    """Puts a probe of the server's unsent bytes in the scope (daphne only, see ``outbox``).
+
+    It must wrap every middleware that replaces ``send`` (the session middleware does), so
+    it sees the server's own callable.
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        return await self.inner(dict(scope, **{SCOPE_BACKLOG: transport_backlog_probe(send)}), receive, send)
+
+
+def WebSocketAuthMiddleware(inner):
+    """Session cookie or JWT authentication, plus the transport probe, around ``inner``."""
+    return TransportBacklogMiddleware(AuthMiddlewareStack(JWTQueryAuthMiddleware(inner)))
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Checks the ``Origin`` against ``ALLOWED_HOSTS`` when there is one.
+
+    Browsers always send ``Origin`` on a WebSocket handshake, so checking it stops other
+    sites from riding on the dashboard's session cookie. Programs (Python, curl) send none
+    and authenticate with a token, which another site cannot use, so a missing ``Origin`` is
+    let through (channels' ``AllowedHostsOriginValidator`` would refuse them).
+    """
+
+    def valid_origin(self, parsed_origin) -> bool:
+        if parsed_origin is None:
+            return True
+        return self.validate_origin(parsed_origin)
+
+
+def AllowedHostsBrowserOriginValidator(application):
+    """``BrowserOriginValidator`` for ``settings.ALLOWED_HOSTS``."""
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:
+        allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
+    return BrowserOriginValidator(application, allowed_hosts)

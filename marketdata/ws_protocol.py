@@ -1,0 +1,140 @@
+"""The ``/ws`` protocol's pieces that need no connection: limits, frames, channel names, replies.
+
+Limits (settings, with these defaults):
+
+- ``WS_MAX_SUBSCRIPTIONS`` = 500 channels per connection
+- ``WS_MAX_FRAME_BYTES`` = 65536 bytes per client frame
+- ``WS_MAX_MESSAGES_PER_SECOND`` = 50 client frames per second (token bucket, burst of one second)
+- ``WS_AUTH_TIMEOUT_S`` = 10 seconds to send an ``auth`` message when the handshake had no credentials
+- ``WS_SEND_QUEUE`` = 1000 channels with an update waiting to be sent (replies: twice that)
+- ``WS_STUCK_TIMEOUT_S`` = 10 seconds without progress before a client is disconnected (4408)
+- ``WS_TRANSPORT_BUFFER_BYTES`` = 262144 bytes daphne may hold for a client before we stop sending
+- ``WS_SYMBOL_CACHE_TTL_S`` = 30 seconds a symbol lookup is cached (see ``hub.SymbolResolver``)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import orjson
+from django.conf import settings
+
+MAX_CHANNEL_CHARS = 100
+_INTERVAL = re.compile(r"\d+[smhdwSMHDW]")
+PONG = '{"message_type":"pong"}'
+
+
+@dataclass(frozen=True)
+class WsLimits:
+    """The connection limits, read from settings when a connection opens."""
+
+    max_subscriptions: int = 500
+    max_frame_bytes: int = 65536
+    messages_per_second: float = 50.0
+    auth_timeout_s: float = 10.0
+    send_queue: int = 1000
+    stuck_timeout_s: float = 10.0
+    transport_buffer_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_settings(cls) -> WsLimits:
+        return cls(
+            max_subscriptions=int(getattr(settings, "WS_MAX_SUBSCRIPTIONS", cls.max_subscriptions)),
+            max_frame_bytes=int(getattr(settings, "WS_MAX_FRAME_BYTES", cls.max_frame_bytes)),
+            messages_per_second=float(getattr(settings, "WS_MAX_MESSAGES_PER_SECOND", cls.messages_per_second)),
+            auth_timeout_s=float(getattr(settings, "WS_AUTH_TIMEOUT_S", cls.auth_timeout_s)),
+            send_queue=int(getattr(settings, "WS_SEND_QUEUE", cls.send_queue)),
+            stuck_timeout_s=float(getattr(settings, "WS_STUCK_TIMEOUT_S", cls.stuck_timeout_s)),
+            transport_buffer_bytes=int(getattr(settings, "WS_TRANSPORT_BUFFER_BYTES", cls.transport_buffer_bytes)),
+        )
+
+
+class TokenBucket:
+    """``rate`` events per second on average, bursts up to ``rate``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class ProtocolError(Exception):
+    """A client frame we answer with an ``error`` message (the connection stays open)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def message(message_type: str, **fields) -> str:
+    return orjson.dumps({"message_type": message_type, **fields}).decode()
+
+
+def error_text(code: str, text: str, channel: str | None = None) -> str:
+    if channel is None:
+        return message("error", code=code, message=text)
+    return message("error", code=code, message=text, channel=channel)
+
+
+def decode_frame(event: dict, max_bytes: int) -> dict:
+    """The JSON object of a ``websocket.receive`` event, or the ``ProtocolError`` it deserves."""
+    text = event.get("text")
+    if text is None:
+        raise ProtocolError("binary_not_supported", "Send JSON text frames; binary frames are not supported.")
+    # Characters before bytes: encoding is only needed when the text might be too long.
+    if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
+        raise ProtocolError("frame_too_large", f"A message may have at most {max_bytes} bytes.")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("invalid_json", "The message is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_json", "The message must be a JSON object with a message_type.")
+    return data
+
+
+def parse_channel(name: str) -> tuple[str, bool]:
+    """``(symbol part, wants 1m bars)`` of ``AAPL``, ``NSE:RELIANCE``, ``AAPL@1m``."""
+    base, at, suffix = name.rpartition("@")
+    if at and base:
+        if suffix.lower() == "1m":
+            return base, True
+        if _INTERVAL.fullmatch(suffix):
+            raise ProtocolError("unsupported_interval", f"Only 1-minute bars stream live ('{base}@1m'), not '{name}'.")
+    return name, False
+
+
+def channel_names(data: dict) -> list[str]:
+    """The channel strings of a subscribe/unsubscribe frame, in order, without duplicates."""
+    if "channels" in data:
+        value = data["channels"]
+        if not isinstance(value, list):
+            raise ProtocolError("invalid_channel", "'channels' must be a list of symbols.")
+    elif "channel" in data:
+        value = [data["channel"]]
+    else:
+        raise ProtocolError("missing_channel", "Give 'channel' (a symbol such as AAPL or NSE:RELIANCE) or 'channels'.")
+    names = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ProtocolError("invalid_channel", "A channel is a string such as AAPL or NSE:RELIANCE.")
+        item = item.strip()
+        if item:
+            if len(item) > MAX_CHANNEL_CHARS:
+                raise ProtocolError("invalid_channel", f"A channel has at most {MAX_CHANNEL_CHARS} characters.")
+            names.append(item)
+    if not names:
+        raise ProtocolError("missing_channel", "No channel given.")
+    return list(dict.fromkeys(names))
