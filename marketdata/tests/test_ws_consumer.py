@@ -334,3 +334,29 @@ async def test_the_rate_limit_drops_frames_beyond_it_then_recovers(store, token,
     await asyncio.sleep(1.0)
     await ping_pongs(communicator)
     await communicator.disconnect()
+
+
+async def test_the_embedded_mode_in_memory_layer_and_memory_store(settings, token, aapl, monkeypatch):
+    import ingestion.tickstore
+    from ingestion.tickstore import get_tick_store
+
+    settings.REDIS_URL = ""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    monkeypatch.setattr(ingestion.tickstore, "_memory_store", None)
+    engine = await make_engine(get_tick_store(), aapl)
+    minute = now_ms() // MINUTE_MS * MINUTE_MS  # both ticks in one minute: one open bar, no close
+    await engine.process([tick(aapl, 50.0, ts=minute + 1_000)])
+    try:
+        communicator = await authed(token)
+        await communicator.send_json_to({"message_type": "subscribe", "channels": ["AAPL", "AAPL@1m"]})
+        assert (await receive(communicator))["message"] == "Subscribed to AAPL"
+        assert (await receive(communicator))["message"] == "Subscribed to AAPL@1m"
+        snapshot = await receive(communicator)
+        assert (snapshot["message_type"], snapshot["close"]) == ("snapshot", 50.0)
+        await engine.process([tick(aapl, 51.0, ts=minute + 2_000)])
+        updates = {m["message_type"]: m for m in [await receive(communicator), await receive(communicator)]}
+        assert updates["data"]["close"] == 51.0 and updates["data"]["seq"] == 2
+        assert updates["bar"]["close"] == 51.0
+        await communicator.disconnect()
+    finally:
+        await close_hub()
