@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from exchanges.tests.factories import ExchangeFactory
 from ingestion.models import Provider
 from ingestion.runtime import MarketRuntime, run_until_signalled
 from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFactory
+from instruments.reference_data import DEFAULT_ADMIN_EMAIL, DEMO_PRICES
 from instruments.tests.factories import InstrumentFactory
 
 ROOT = Path(settings.BASE_DIR)
@@ -130,6 +132,7 @@ def test_ingest_streams_into_redis_and_stops_cleanly_on_ctrl_c(tmp_path, redis_d
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_runmarket_serves_and_streams_on_the_embedded_default(tmp_path):
     """The zero-configuration mode: SQLite, memory tick store, one process, SIM quotes."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
@@ -162,6 +165,7 @@ def test_runmarket_serves_and_streams_on_the_embedded_default(tmp_path):
 
             wait_for(healthy, 10, "GET /health/ to answer 200")
             wait_for(lambda: "feed SIM: idle -> streaming" in log.read_text(), 5, "the SIM feed to stream")
+            quote = _first_quote(port, "NASDAQ:AAPL", password=env["DEMO_ADMIN_PASSWORD"])
         finally:
             code = stop_process(process)
     output = log.read_text()
@@ -169,3 +173,29 @@ def test_runmarket_serves_and_streams_on_the_embedded_default(tmp_path):
     assert "provider SIM (simulated) started" in output
     assert "market runtime stopped" in output
     assert "Traceback" not in output
+    # The simulator started the walk from the demo reference price, and the quote moved on from it.
+    assert (quote["symbol"], quote["exchange"]) == ("AAPL", "NASDAQ")
+    assert quote["open"] == float(DEMO_PRICES[("NASDAQ", "AAPL")]) and quote["close"] > 0 and quote["seq"] >= 1
+
+
+def _first_quote(port: int, symbol: str, *, password: str) -> dict:
+    """Log in as the demo admin and poll ``/marketdata/quote`` until the symbol has a quote."""
+    login = urllib.request.Request(
+        f"http://127.0.0.1:{port}/auth/login",
+        data=json.dumps({"email": DEFAULT_ADMIN_EMAIL, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(login, timeout=5) as response:  # noqa: S310 - a fixed http://127.0.0.1 URL
+        access = json.load(response)["access"]
+    quotes: list[dict] = []
+
+    def quoted() -> bool:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/marketdata/quote?symbols={symbol}", headers={"Authorization": f"Bearer {access}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - a fixed http://127.0.0.1 URL
+            quotes[:] = json.load(response)["quotes"]
+        return bool(quotes)
+
+    wait_for(quoted, 10, f"a live quote of {symbol}")
+    return quotes[0]
