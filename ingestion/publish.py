@@ -91,7 +91,10 @@ class ChannelLayerPublisher:
         if not messages:
             return
         results = await asyncio.gather(
-            *(self.layer.group_send(group, {"type": MESSAGE_TYPE, "text": text}) for group, text in messages),
+            *(
+                self.layer.group_send(group, {"type": MESSAGE_TYPE, "group": group, "text": text})
+                for group, text in messages
+            ),
             return_exceptions=True,
         )
         for result in results:

@@ -128,7 +128,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # Pub/sub ignores Redis database numbers: the prefix keeps deployments apart.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="marketapp")},
         }
     }
     CACHES = {
@@ -141,7 +142,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -242,6 +243,16 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
+
+# --- WebSocket /ws limits ------------------------------------------------------------------------
+WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=500)
+WS_MAX_FRAME_BYTES = env.int("WS_MAX_FRAME_BYTES", default=65536)
+WS_MAX_MESSAGES_PER_SECOND = env.float("WS_MAX_MESSAGES_PER_SECOND", default=50)
+WS_AUTH_TIMEOUT_S = env.float("WS_AUTH_TIMEOUT_S", default=10)
+WS_SEND_QUEUE = env.int("WS_SEND_QUEUE", default=1000)
+WS_STUCK_TIMEOUT_S = env.float("WS_STUCK_TIMEOUT_S", default=10)
+WS_TRANSPORT_BUFFER_BYTES = env.int("WS_TRANSPORT_BUFFER_BYTES", default=262144)
+WS_SYMBOL_CACHE_TTL_S = env.float("WS_SYMBOL_CACHE_TTL_S", default=30)
 
 # --- Market data --------------------------------------------------------------------------------
 FAILOVER_AFTER_S = env.float("FAILOVER_AFTER_S", default=30.0)
