@@ -88,8 +88,10 @@ class Engine:
         self.store_ticks = store_ticks
         self.clock = clock
         self.meta: dict[int, InstrumentMeta] = {}
-        # instrument id -> provider code serving it; ticks from others are dropped
+        # instrument id -> provider code serving it; ticks from others are dropped. Once a
+        # manager owns routing (``strict_routing``), ticks of unassigned instruments are too.
         self.assigned: dict[int, str] = {}
+        self.strict_routing = False
         self.quotes: dict[int, Quote] = {}
         self.aggregator = BarAggregator()
         self.volumes = VolumeNormalizer()
@@ -142,7 +144,7 @@ class Engine:
                     self.stats.ticks_unknown += 1
                     continue
                 owner = assigned.get(iid)
-                if owner is not None and owner != tick.provider:
+                if (owner is not None and owner != tick.provider) or (owner is None and self.strict_routing):
                     self.stats.ticks_other_provider += 1
                     continue
                 quote = self.quotes.get(iid)

@@ -73,12 +73,14 @@ class ProviderManager:
         refresh_s: float = 10.0,
         failover_after_s: float | None = None,
         plan_loader: Callable[..., StreamPlan] = stream_plan,
+        retry_failed_after_s: float = 300.0,
     ) -> None:
         self.engine = engine
         self.provider_codes = provider_codes
         self.refresh_s = refresh_s
         self.failover_after_s = settings.FAILOVER_AFTER_S if failover_after_s is None else failover_after_s
         self.plan_loader = plan_loader
+        self.retry_failed_after_s = retry_failed_after_s
         self.plan = StreamPlan({}, {}, {})
         self.clients: dict[str, FeedClient] = {}
         self.specs: dict[str, ProviderSpec] = {}
@@ -139,8 +141,19 @@ class ProviderManager:
         """Re-read the database, (re)start clients, and move instruments where health says."""
         plan = await sync_to_async(self._load_plan, thread_sensitive=False)()
         self.plan = plan
+        now = time.monotonic()
         for code in [c for c in self.clients if c not in plan.providers or plan.providers[c] != self.specs.get(c)]:
             await self._stop_client(code)  # removed, deactivated or reconfigured
+        for code in [c for c, client in self.clients.items() if self._retry_due(client, now)]:
+            # A feed that gave up (a crash, or credentials since fixed at the provider) gets
+            # another try now and then; slow enough never to hammer the provider.
+            logger.info(
+                "provider %s failed %.0fs ago (%s); restarting it",
+                code,
+                self.retry_failed_after_s,
+                self.clients[code].last_error,
+            )
+            await self._stop_client(code)
         wanted = {code for cands in plan.candidates.values() for code, _ in cands}
         for code in wanted - set(self.clients):
             try:
@@ -160,6 +173,9 @@ class ProviderManager:
             if choice is not None:
                 new_assignment[iid] = choice
         await self._apply(new_assignment)
+
+    def _retry_due(self, client: FeedClient, now: float) -> bool:
+        return client.status == FeedStatus.FAILED and now - client.stats.status_changed_at >= self.retry_failed_after_s
 
     def _load_plan(self) -> StreamPlan:
         # Runs in a worker thread that keeps its connection between refreshes: replace it when
@@ -189,6 +205,7 @@ class ProviderManager:
         if moved:
             logger.warning("moved %d instruments to other providers (failover/failback)", len(moved))
         self.assignment = {iid: code for iid, (code, _sub) in new.items()}
+        self.engine.strict_routing = True
         self.engine.assigned.clear()
         self.engine.assigned.update(self.assignment)
 

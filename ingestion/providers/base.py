@@ -9,7 +9,6 @@ dropped silently.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import random
@@ -127,8 +126,13 @@ class FeedClient(ABC):
         self._stopping = True
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                # Swallow only the cancellation we caused, never one aimed at our caller.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
             self._task = None
         self.set_status(FeedStatus.STOPPED)
 

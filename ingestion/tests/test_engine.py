@@ -128,6 +128,13 @@ async def test_ticks_from_a_provider_not_serving_the_instrument_are_ignored(tick
     assert engine.quotes[1].last == 101.0
 
 
+async def test_with_strict_routing_unassigned_instruments_are_dropped(tick_store):
+    engine = await make_engine(tick_store)
+    engine.strict_routing = True  # a manager owns routing and has unassigned instrument 1
+    await engine.process([tick(T0, 100.0, size=1, provider="YF")])
+    assert engine.stats.ticks_other_provider == 1 and 1 not in engine.quotes
+
+
 async def test_one_message_per_changed_instrument_per_batch(tick_store, recorder):
     engine = await make_engine(tick_store, recorder, meta(1, "AAPL"), meta(2, "M&M", "NSE", "Asia/Kolkata"))
     await engine.process([tick(T0, 100.0, size=1), tick(T0 + 5, 100.5, size=1), tick(T0 + 9, 50.0, size=2, iid=2)])

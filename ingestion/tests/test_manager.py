@@ -312,3 +312,26 @@ def test_the_plan_ranks_the_primary_first_and_needs_mappings_for_real_feeds():
 
     only = stream_plan(provider_codes=["YF"])
     assert set(only.providers) == {"YF"} and set(only.candidates) == {mapped.id}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_failed_client_is_retried_after_a_while_without_a_settings_change(tmp_path, make_manager):
+    missing = tmp_path / "later.csv"
+    broken = {"path": str(missing), "speed": 0, "loop": True, "rebase": True}
+    ids, _, _ = await db(_exchange_with_two_providers)(
+        {"code": "REPLAY", "kind": Provider.Kind.REPLAY, "settings": broken},
+        {"code": "SIM2", "kind": Provider.Kind.SIMULATED, "settings": FAST_SIM},
+    )
+    manager = await make_manager(retry_failed_after_s=0.3)
+    first = manager.clients["REPLAY"]
+    await until(lambda: first.status == FeedStatus.FAILED)
+    await manager.refresh()  # too soon: same failed client, instruments on SIM2
+    assert manager.clients["REPLAY"] is first and served(manager, "SIM2") == set(ids)
+    replay_file(missing, ["AAA", "XNAS:BBB", "CCC"])  # the cause goes away outside the database
+    await asyncio.sleep(0.35)
+    await manager.refresh()
+    retried = manager.clients["REPLAY"]
+    assert retried is not first
+    await until(lambda: retried.healthy)
+    await manager.refresh()
+    assert served(manager, "REPLAY") == set(ids)

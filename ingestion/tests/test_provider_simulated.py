@@ -7,6 +7,8 @@ import itertools
 import math
 import time
 
+import pytest
+
 from ingestion.providers.base import FeedStatus, Subscription
 from ingestion.providers.simulated import DEFAULT_PRICE, SimulatedFeedClient
 from ingestion.ticks import Tick
@@ -191,3 +193,19 @@ async def test_subscription_changes_take_effect_while_streaming():
         async with asyncio.timeout(5):
             await client.disconnect()
     assert client.status == FeedStatus.STOPPED and client._task is None
+
+
+async def test_disconnect_does_not_swallow_a_cancellation_aimed_at_its_caller():
+    client = SimulatedFeedClient(code="SIM", settings={"seed": 1})
+    await client.connect()
+
+    async def stop_and_then_continue():
+        await client.disconnect()
+        await asyncio.sleep(10)  # must never be reached once cancelled
+
+    task = asyncio.create_task(stop_and_then_continue())
+    await asyncio.sleep(0)
+    task.cancel()
+    async with asyncio.timeout(2):
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -7,6 +7,7 @@ the simulated provider and the saver every ``PERSIST_INTERVAL_S``. ``make run`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from django.core.management.base import BaseCommand
 
@@ -39,4 +40,9 @@ class Command(BaseCommand):
         try:
             await server.serve()
         finally:
-            await runtime.stop()
+            # uvicorn re-raises the signal it caught, and asyncio.run then cancels this task:
+            # the shutdown must finish anyway, or bars closed on the way out are lost.
+            stopping = asyncio.ensure_future(runtime.stop())
+            while not stopping.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(stopping)
