@@ -55,6 +55,7 @@ from marketdata.selectors import (
     exchange_zone,
     instrument_for_symbol,
     intraday_bars,
+    live_minutes,
 )
 
 DEFAULT_LIMIT = 1000
@@ -359,6 +360,7 @@ class IntradayHistoryApi(_HistoryView):
             interval=data["interval"],
             after=after,
             limit=data["limit"] + 1,
+            live_bars=live_minutes(instrument_id=instrument.pk, start=start, end=end),
         )
         return self._respond(
             request,

@@ -9,12 +9,6 @@ symbol names an instrument the answer is 404. At most ``MAX_SYMBOLS`` symbols pe
 
 from __future__ import annotations
 
-import functools
-
-import orjson
-import redis
-from asgiref.sync import async_to_sync
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -22,36 +16,13 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ingestion.bars import Quote
 from ingestion.publish import quote_payload
-from ingestion.tickstore import get_tick_store
-from ingestion.tickstore.redis import QUOTES
+from ingestion.tickstore.sync import latest_quotes
 from marketapp.api.schema import error_responses
 from marketdata.hub import LiveInstrument, ResolveError, resolve_symbols
 
 MAX_SYMBOLS = 100
 MAX_SYMBOL_CHARS = 100
-
-
-@functools.cache
-def _redis(url: str) -> redis.Redis:
-    # One thread-safe client (and connection pool) per process; the async tick store's
-    # client is bound to an event loop, which this sync view does not have.
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-
-
-def latest_quotes(instrument_ids: list[int]) -> dict[int, Quote]:
-    """The tick store's latest quote of each instrument that has one (sync).
-
-    Reads the Redis store's quote hash directly (same keys and encoding as
-    ``RedisTickStore.latest_quotes``); the embedded memory store is read through its async API.
-    """
-    if not instrument_ids:
-        return {}
-    if settings.REDIS_URL:
-        values = _redis(settings.REDIS_URL).hmget(QUOTES, instrument_ids)
-        return {i: Quote.from_dict(orjson.loads(v)) for i, v in zip(instrument_ids, values, strict=True) if v}
-    return async_to_sync(get_tick_store().latest_quotes)(instrument_ids)
 
 
 def _symbols(raw: str | None) -> list[str]:

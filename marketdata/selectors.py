@@ -15,6 +15,7 @@ the latest state, like ``close``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any, TypedDict
@@ -36,6 +37,8 @@ INTERVALS: dict[str, dt.timedelta] = {
     "1h": dt.timedelta(hours=1),
 }
 STORED_INTERVAL = "1m"
+logger = logging.getLogger(__name__)
+
 BAR_FIELDS = (
     "timestamp",
     "open",
@@ -250,6 +253,39 @@ def _merge_live(stored: Iterable[dict[str, Any]], live: list[Mapping[str, Any]])
     for bar in live:
         by_ts[bar["timestamp"]] = {key: bar.get(key) for key in BAR_FIELDS}
     return [by_ts[ts] for ts in sorted(by_ts)]
+
+
+def live_minutes(*, instrument_id: int, start: dt.datetime, end: dt.datetime) -> list[Bar]:
+    """Today's 1-minute bars from the tick store (not yet, or just, persisted, and the open one).
+
+    Only asked for when the range reaches into the store's retention window; a tick store that
+    cannot be reached leaves the answer to what PostgreSQL holds, rather than failing it.
+    """
+    from ingestion.tickstore.base import BAR_RETENTION_MS
+    from ingestion.tickstore.sync import recent_bars
+
+    now = dt.datetime.now(dt.UTC)
+    if end <= now - dt.timedelta(milliseconds=BAR_RETENTION_MS):
+        return []
+    try:
+        bars = recent_bars(instrument_id, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+    except Exception:  # Redis down: stored history still answers
+        logger.warning("tick store unreachable; history without today's live bars", exc_info=True)
+        return []
+    return [
+        {
+            "timestamp": dt.datetime.fromtimestamp(b.ts / 1000, dt.UTC),
+            "open": b.open,
+            "high": b.high,
+            "low": b.low,
+            "close": b.close,
+            "volume": b.volume,
+            "previous_close": None,
+            "adj_close": None,
+            "delivery_percentage": None,
+        }
+        for b in bars
+    ]
 
 
 def intraday_bars(

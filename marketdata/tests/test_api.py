@@ -429,3 +429,39 @@ def test_bad_daily_input_is_400(user_api_client, aapl, params, field):
 
 def test_bad_input_is_checked_before_the_symbol(user_api_client):
     assert_error(get(user_api_client, "/marketdata/intraday", symbol="NOPE", limit="0"), 400, "limit")
+
+
+def test_intraday_includes_todays_bars_still_in_the_tick_store(user_api_client, aapl):
+    """Persisted minutes, minutes only in Redis and the open bar, merged without duplicates."""
+    import asyncio
+
+    from django.conf import settings
+
+    from ingestion.engine import Engine, InstrumentMeta
+    from ingestion.ticks import Tick
+    from ingestion.tickstore.redis import RedisTickStore
+    from marketdata.tests.factories import PriceHistoryIntradayFactory
+
+    now = dt.datetime.now(UTC).replace(second=0, microsecond=0)
+    t0 = now - dt.timedelta(minutes=3)
+    PriceHistoryIntradayFactory(instrument=aapl, timestamp=t0, open=1, high=1, low=1, close=1, volume=5)
+    PriceHistoryIntradayFactory(instrument=aapl, timestamp=t0 + dt.timedelta(minutes=1), close=9, volume=7)
+
+    async def stream():
+        store = RedisTickStore(settings.REDIS_URL)
+        await store.redis.flushdb()
+        engine = Engine(store=store)
+        engine.set_instruments([InstrumentMeta(aapl.pk, "AAPL", "NASDAQ", "America/New_York")])
+        base = int((t0 + dt.timedelta(minutes=1)).timestamp() * 1000)
+        # The second stored minute again (newer in Redis), then the current open minute.
+        await engine.process(
+            [Tick(aapl.pk, "SIM", base + 10, 2.0, size=3), Tick(aapl.pk, "SIM", base + 60_010, 3.0, size=4)]
+        )
+        await store.close()
+
+    asyncio.run(stream())
+    response = get(user_api_client, "/marketdata/intraday", symbol="AAPL", start_date=iso(t0))
+    assert response.status_code == 200, response.json()
+    rows = response.json()["results"]
+    assert [r["timestamp"] for r in rows] == [iso(t0 + dt.timedelta(minutes=m)) for m in range(3)]
+    assert [(r["close"], r["volume"]) for r in rows] == [(1, 5), (2.0, 3), (3.0, 4)]
