@@ -19,7 +19,12 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Front-end packages (exact versions in package-lock.json), served as static files.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch node_modules/.installed
+
+setup: $(STAMP) node_modules/.installed
 
 migrate: setup
 	$(BIN)/python manage.py migrate --noinput

@@ -198,7 +198,16 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STATICFILES_DIRS = [p for p in [BASE_DIR / "static"] if p.exists()]
+# Front-end packages come from the npm registry (`make setup` runs `npm ci`), served as static
+# files from this app: no CDN, nothing fetched by the browser from elsewhere.
+STATICFILES_DIRS = [
+    entry
+    for entry in [
+        BASE_DIR / "static",
+        ("vendor/lightweight-charts", BASE_DIR / "node_modules" / "lightweight-charts" / "dist"),
+    ]
+    if (entry[1] if isinstance(entry, tuple) else entry).exists()
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
