@@ -95,3 +95,37 @@ class ProviderInstrumentMapping(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.provider.code}:{self.segment + '/' if self.segment else ''}{self.search_code}"
+
+
+class PopulateJob(BaseModel):
+    """A database population job queued from the API: reference data, an instrument list or price history."""
+
+    class Kind(models.TextChoices):
+        REFERENCE = "reference", "Reference data"
+        INSTRUMENTS = "instruments", "Instruments"
+        HISTORY = "history", "Price history"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
+    params = models.JSONField(default=dict, blank=True, help_text="The job's validated arguments.")
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True, help_text="A one-line summary of the outcome.")
+    errors = models.JSONField(default=list, blank=True, help_text="Problems met, e.g. malformed rows.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="populate_jobs"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.state})"
