@@ -9,7 +9,7 @@ from django.db import models
 
 from marketapp.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 
-from .models import User
+from .models import User, Watchlist, WatchlistItem
 
 
 class UserCreationAdminForm(BaseUserCreationForm):
@@ -51,3 +51,31 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
     )
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+class WatchlistItemInline(admin.TabularInline):
+    """The instruments on a watchlist, in list order."""
+
+    model = WatchlistItem
+    extra = 0
+    fields = ("instrument", "position", "is_active")
+    autocomplete_fields = ("instrument",)
+
+
+@admin.register(Watchlist)
+class WatchlistAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Users' watchlists with their instruments inline."""
+
+    list_display = ("name", "user", "item_count", "is_active", "updated_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "user__email")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)
+    inlines = (WatchlistItemInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(item_total=models.Count("items"))
+
+    @admin.display(description="Instruments", ordering="item_total")
+    def item_count(self, obj: Watchlist) -> int:
+        return obj.item_total

@@ -79,3 +79,36 @@ class User(BaseModel, AbstractBaseUser, PermissionsMixin):
     def clean(self) -> None:
         super().clean()
         self.email = type(self).objects.normalize_email(self.email).lower()
+
+
+class Watchlist(BaseModel):
+    """A user's named list of instruments shown on the live dashboard."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="watchlists")
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["user", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint("user", Lower("name"), name="accounts_watchlist_user_name_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.name}"
+
+
+class WatchlistItem(BaseModel):
+    """One instrument on a watchlist, at a position (lower first)."""
+
+    watchlist = models.ForeignKey(Watchlist, on_delete=models.CASCADE, related_name="items")
+    instrument = models.ForeignKey("instruments.Instrument", on_delete=models.CASCADE, related_name="watchlist_items")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["watchlist", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["watchlist", "instrument"], name="accounts_watchlist_unique_instrument"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.watchlist.name}: {self.instrument_id}"
