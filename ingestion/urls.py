@@ -1,11 +1,14 @@
 """URL routes of the ingestion app, each with or without a trailing slash.
 
-``/providers/``, ``/providers/{id}``, ``/providers/{id}/instruments[/{mapping_id}]`` and
-``/exchange/{id}/providers[/{mapping_id}]``.
+``/providers/``, ``/providers/{id}``, ``/providers/{id}/instruments[/{mapping_id}]``,
+``/exchange/{id}/providers[/{mapping_id}]``, and the population jobs: ``/populate/reference``,
+``/populate/instruments``, ``/populate/history`` and ``/populate/jobs/{id}``.
 """
 
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
+from . import populate_api
 from .api import ExchangeProviderMappingViewSet, ProviderInstrumentMappingViewSet, ProviderViewSet
 
 router = SimpleRouter()
@@ -23,4 +26,10 @@ router.register(
     basename="exchange-provider-mapping",
 )
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    re_path(r"^populate/reference/?$", populate_api.PopulateReferenceView.as_view(), name="populate-reference"),
+    re_path(r"^populate/instruments/?$", populate_api.PopulateInstrumentsView.as_view(), name="populate-instruments"),
+    re_path(r"^populate/history/?$", populate_api.PopulateHistoryView.as_view(), name="populate-history"),
+    re_path(r"^populate/jobs/(?P<job_id>[0-9]+)/?$", populate_api.PopulateJobView.as_view(), name="populate-job"),
+]
