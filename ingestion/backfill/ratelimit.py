@@ -107,15 +107,19 @@ class LocalTokenBucket:
 
 
 _local_buckets: dict[tuple[str, float], LocalTokenBucket] = {}
+_redis_clients: dict[str, redis.Redis] = {}
 _local_lock = threading.Lock()
 
 
 def rate_limiter_for(*, provider_code: str, rate: float, redis_url: str = "") -> RateLimiter:
     """The shared bucket of a provider: in Redis when ``redis_url`` is set, else this process's own."""
-    if redis_url:
-        client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
-        return RedisTokenBucket(client=client, key=f"marketapp:ratelimit:{provider_code}", rate=rate)
     with _local_lock:
+        if redis_url:
+            if redis_url not in _redis_clients:  # one connection pool per process, not one per call
+                _redis_clients[redis_url] = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+            return RedisTokenBucket(
+                client=_redis_clients[redis_url], key=f"marketapp:ratelimit:{provider_code}", rate=rate
+            )
         key = (provider_code, rate)
         if key not in _local_buckets:
             _local_buckets[key] = LocalTokenBucket(rate=rate)

@@ -48,9 +48,8 @@ class Command(BaseCommand):
         )
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
-        stderr = self.stderr._out
-        show = options["progress"] or (hasattr(stderr, "isatty") and stderr.isatty())
-        bar = tqdm(total=len(plan.targets), file=stderr, unit="instrument", disable=not show, ascii=True)
+        show = options["progress"] or self.stderr.isatty()
+        bar = tqdm(total=len(plan.targets), file=_Raw(self.stderr), unit="instrument", disable=not show, ascii=True)
 
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
@@ -79,3 +78,16 @@ class Command(BaseCommand):
             f"{result['instruments']} instruments checked: {result['missing_minutes']} minutes missing, "
             f"{result['filled']} filled."
         )
+
+
+class _Raw:
+    """The command's stderr for tqdm: written as is (OutputWrapper would end every write with a newline)."""
+
+    def __init__(self, wrapper) -> None:
+        self.wrapper = wrapper
+
+    def write(self, text: str) -> None:
+        self.wrapper.write(text, ending="")
+
+    def flush(self) -> None:
+        self.wrapper.flush()
