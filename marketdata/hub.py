@@ -6,10 +6,12 @@ to the local connections subscribed to it. With channels_redis' pub/sub layer th
 Redis SUBSCRIBE per instrument per process, and one deserialization per message per process,
 however many browsers watch the instrument.
 
-The engine's messages (``{"type": "market.message", "text": ...}``) do not name their group,
-so the hub gives each group its own channel name and a reader task; the channel tells the
-group. The reader never awaits a client: it only drops the text into each subscriber's
-bounded outbox (``Subscriber.offer``), so one slow browser cannot delay the others.
+The engine's messages (``{"type": "market.message", "group": ..., "text": ...}``) name their
+group, so the hub has ONE channel name, joined to every group it follows, and ONE reader task
+that dispatches each message by its ``group``: no task per instrument, and a burst across many
+instruments is drained in one pass instead of one task wake-up per message. The reader never
+awaits a client: it only drops the text into each subscriber's bounded outbox
+(``Subscriber.offer``), so one slow browser cannot delay the others.
 
 One hub per event loop (the ASGI server runs one loop per process; the channel layer and
 the Redis clients are bound to a loop too).
@@ -88,16 +90,15 @@ def conflation_key(group: str, text: str) -> str:
 
 
 class _Route:
-    """One joined group: its local subscribers, its channel name and its reader task."""
+    """One joined group: its local subscribers and whether the layer subscription is in place."""
 
-    __slots__ = ("channel", "group", "joining", "members", "opened", "reader")
+    __slots__ = ("bars", "group", "joining", "members", "opened")
 
     def __init__(self, group: str) -> None:
         self.group = group
+        self.bars = group.startswith(BAR_GROUP_PREFIX)
         self.members: set[Subscriber] = set()
         self.joining = 0  # joins waiting for the layer subscription; they keep the route alive
-        self.channel: str | None = None
-        self.reader: asyncio.Task | None = None
         self.opened: asyncio.Future = asyncio.get_running_loop().create_future()
 
 
@@ -185,6 +186,11 @@ class FanoutHub:
         self.resolver = resolver or SymbolResolver(ttl_s=float(getattr(settings, "WS_SYMBOL_CACHE_TTL_S", 30.0)))
         self.connections: set[Watched] = set()
         self.messages = 0  # received from the layer, for status pages and benchmarks
+        self.channel: str | None = None  # the one layer channel, joined to every group followed
+        self._channel_ready: asyncio.Future | None = None
+        self._reader: asyncio.Task | None = None
+        # group -> its pending group_discard: a re-join waits for it, so the discard cannot land last
+        self._discarding: dict[str, asyncio.Task] = {}
         self._store: TickStore | None = None
         self._background: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
@@ -198,6 +204,21 @@ class FanoutHub:
         return self._store
 
     # --- subscriptions ----------------------------------------------------------------------
+    async def _ensure_channel(self) -> str:
+        """The hub's layer channel, created (with its reader task) on first use."""
+        if self._channel_ready is None:
+            ready = self._channel_ready = asyncio.get_running_loop().create_future()
+            try:
+                self.channel = await self.layer.new_channel()
+            except BaseException as exc:
+                self._channel_ready = None
+                ready.set_exception(exc)
+                ready.exception()  # retrieved here; the waiters get it from their await
+                raise
+            self._reader = asyncio.create_task(self._read(self.channel), name="hub-reader")
+            ready.set_result(self.channel)
+        return await asyncio.shield(self._channel_ready)
+
     async def join(self, group: str, member: Subscriber) -> None:
         """Deliver ``group``'s messages to ``member`` from now on; the first member joins the layer group.
 
@@ -211,16 +232,19 @@ class FanoutHub:
             route = self.routes[group] = _Route(group)
             route.joining += 1
             try:
-                route.channel = await self.layer.new_channel()
-                route.reader = asyncio.create_task(self._read(route), name=f"hub-{group}")
-                await self.layer.group_add(group, route.channel)
+                channel = await self._ensure_channel()
+                discarding = self._discarding.get(group)
+                if discarding is not None:
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(discarding)
+                await self.layer.group_add(group, channel)
             except BaseException as exc:
                 route.joining -= 1
                 if self.routes.get(group) is route:
                     del self.routes[group]
+                    self._discard(group)  # the group_add may have gone through before the failure
                 route.opened.set_exception(exc)
                 route.opened.exception()
-                self.spawn(self._shut(route))
                 raise
             route.opened.set_result(None)
             route.joining -= 1
@@ -241,37 +265,50 @@ class FanoutHub:
         route.members.discard(member)
         if not route.members and not route.joining:
             del self.routes[group]
-            self.spawn(self._shut(route))
+            self._discard(group)
 
-    async def _read(self, route: _Route) -> None:
-        # The hot path: no parsing, no awaiting clients; one receive per message.
-        receive = self.layer.receive
-        channel = route.channel
-        group = route.group
-        members = route.members
-        bars = group.startswith(BAR_GROUP_PREFIX)
-        while True:
-            message = await receive(channel)
-            text = message.get("text")
-            if text is None:
-                continue
-            self.messages += 1
-            key = conflation_key(group, text) if bars else group
-            for member in members:
-                member.offer(key, text)
+    def _discard(self, group: str) -> None:
+        """Leave the layer group in the background, after any earlier discard of it."""
+        previous = self._discarding.get(group)
 
-    async def _shut(self, route: _Route) -> None:
-        with contextlib.suppress(BaseException):
-            await route.opened
-        if route.reader is not None:
-            route.reader.cancel()
-            with contextlib.suppress(BaseException):
-                await route.reader
-        if route.channel is not None:
+        async def discard() -> None:
+            if previous is not None:
+                with contextlib.suppress(BaseException):
+                    await previous
             try:
-                await self.layer.group_discard(route.group, route.channel)
+                if group not in self.routes and self.channel is not None:
+                    await self.layer.group_discard(group, self.channel)
             except Exception:
-                logger.warning("leaving channel-layer group %s failed", route.group, exc_info=True)
+                logger.warning("leaving channel-layer group %s failed", group, exc_info=True)
+            finally:
+                if self._discarding.get(group) is task:
+                    del self._discarding[group]
+
+        task = asyncio.create_task(discard(), name=f"hub-discard-{group}")
+        self._discarding[group] = task
+
+    async def _read(self, channel: str) -> None:
+        # The hot path: no parsing, no awaiting clients; one receive per message, dispatched
+        # by the group the engine wrote into it.
+        receive = self.layer.receive
+        routes = self.routes
+        while True:
+            try:
+                message = await receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reading the channel layer failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            route = routes.get(message.get("group"))
+            text = message.get("text")
+            if route is None or text is None:
+                continue  # a group left a moment ago, or not a live update
+            self.messages += 1
+            key = conflation_key(route.group, text) if route.bars else route.group
+            for member in route.members:
+                member.offer(key, text)
 
     def spawn(self, coro) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
@@ -309,9 +346,9 @@ class FanoutHub:
         while True:
             await asyncio.sleep(GROUP_REFRESH_S)
             for route in list(self.routes.values()):
-                if route.channel is not None and route.opened.done() and not route.opened.exception():
+                if self.channel is not None and route.opened.done() and not route.opened.exception():
                     try:
-                        await self.layer.group_add(route.group, route.channel)
+                        await self.layer.group_add(route.group, self.channel)
                     except Exception:
                         logger.warning("renewing channel-layer group %s failed", route.group, exc_info=True)
 
@@ -319,13 +356,24 @@ class FanoutHub:
         """Leave every group and stop the hub's tasks (tests, shutdown)."""
         routes, self.routes = list(self.routes.values()), {}
         for route in routes:
-            await self._shut(route)
-        for task in (self._watchdog, self._refresher, *self._background):
+            with contextlib.suppress(BaseException):
+                await route.opened
+            if self.channel is not None:
+                try:
+                    await self.layer.group_discard(route.group, self.channel)
+                except Exception:
+                    logger.warning("leaving channel-layer group %s failed", route.group, exc_info=True)
+        for task in list(self._discarding.values()):
+            with contextlib.suppress(BaseException):
+                await task
+        for task in (self._reader, self._watchdog, self._refresher, *self._background):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-        self._watchdog = self._refresher = None
+        self._watchdog = self._refresher = self._reader = None
+        self._channel_ready = None
+        self.channel = None
         if self._store is not None:
             await self._store.close()
             self._store = None
