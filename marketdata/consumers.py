@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from ingestion.publish import bar_group, encode, quote_group, quote_payload
 from marketdata.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
 from marketdata.outbox import Outbox
-from marketdata.ws_middleware import SCOPE_AUTH_ERROR, SCOPE_BACKLOG, user_for_token
+from marketdata.ws_middleware import SCOPE_AUTH_ERROR, SCOPE_BACKLOG, SCOPE_RAW_SEND, user_for_token
 from marketdata.ws_protocol import (
     PONG,
     ProtocolError,
@@ -77,7 +77,8 @@ class MarketDataConsumer:
         loop = asyncio.get_running_loop()
         self.hub = get_hub()
         self.outbox = Outbox(
-            self.send,
+            # websocket.send frames skip the session middleware's send wrapper (see ws_middleware)
+            self.scope.get(SCOPE_RAW_SEND) or self.send,
             max_pending=self.limits.send_queue,
             max_replies=2 * self.limits.send_queue,
             backlog=self.scope.get(SCOPE_BACKLOG),
