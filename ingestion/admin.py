@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
@@ -20,11 +20,14 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timezone import localtime
 from django.views.decorators.debug import sensitive_post_parameters
 
 from instruments.models import Instrument
 from marketapp.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 
+from . import streams
 from .models import ExchangeProviderMapping, Provider, ProviderInstrumentMapping
 
 CREDENTIALS_INPUT = "credentials_input"
@@ -201,16 +204,31 @@ class ProviderAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Providers with write-only credentials and their mappings inline."""
 
     form = ProviderAdminForm
-    list_display = ("code", "name", "kind", "is_active", "credentials_set", "rate_limit", "updated_at")
+    list_display = (
+        "code",
+        "name",
+        "kind",
+        "is_active",
+        "credentials_set",
+        "rate_limit",
+        "stream_state",
+        "stream_worker",
+        "stream_last_tick",
+        "stream_ticks_per_second",
+        "stream_last_error",
+        "updated_at",
+    )
     list_filter = ("kind", "is_active")
     search_fields = ("code", "name")
     ordering = ("code",)
-    readonly_fields = ("instrument_mappings_overview",)
+    readonly_fields = ("instrument_mappings_overview", "stream_overview")
+    actions = (*AuditedAdminMixin.actions, "start_streams", "stop_streams")
     fieldsets = (
         (None, {"fields": ("code", "name", "kind", "rate_limit", "is_active")}),
         ("Settings", {"fields": ("settings",), "description": "Merged over the defaults of the provider kind."}),
         ("Credentials", {"fields": (CREDENTIALS_INPUT, "clear_credentials")}),
         ("Instrument mappings", {"fields": ("instrument_mappings_overview",)}),
+        ("Stream", {"fields": ("stream_overview",)}),
         ("Audit", {"fields": AUDIT_FIELDS}),
     )
     inlines = (ExchangeProviderMappingInline, ProviderInstrumentMappingLimitedInline)
@@ -254,6 +272,85 @@ class ProviderAdmin(AuditedAdminMixin, admin.ModelAdmin):
             LimitedInlineFormSet.limit,
             url,
         )
+
+    # --- the provider's stream in the Celery workers ----------------------------------------------
+
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        # One Redis round trip for the whole page; each row's columns read from it.
+        page = list(changelist.result_list)
+        statuses = streams.stream_statuses(providers=page)
+        for provider in page:
+            provider.stream_status_cache = statuses[provider.code]
+        return changelist
+
+    @staticmethod
+    def _stream(obj: Provider) -> dict:
+        if not hasattr(obj, "stream_status_cache"):
+            obj.stream_status_cache = streams.stream_status(provider=obj)
+        return obj.stream_status_cache
+
+    @admin.display(description="stream")
+    def stream_state(self, obj: Provider) -> str:
+        return self._stream(obj)["state"]
+
+    @admin.display(description="worker")
+    def stream_worker(self, obj: Provider) -> str:
+        return self._stream(obj)["worker"] or "-"
+
+    @admin.display(description="last tick")
+    def stream_last_tick(self, obj: Provider) -> str:
+        at = self._stream(obj)["last_tick_at"]
+        return localtime(at).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+
+    @admin.display(description="ticks/s")
+    def stream_ticks_per_second(self, obj: Provider) -> str:
+        rate = self._stream(obj)["ticks_per_second"]
+        return "-" if rate is None else f"{rate:.1f}"
+
+    @admin.display(description="last error")
+    def stream_last_error(self, obj: Provider) -> str:
+        status = self._stream(obj)
+        error = status["error"] or status["last_error"]
+        return format_html('<span title="{}">{}</span>', error, Truncator(error).chars(60)) if error else "-"
+
+    @admin.display(description="stream")
+    def stream_overview(self, obj: Provider) -> str:
+        if obj.pk is None:
+            return "Save the provider first."
+        status = self._stream(obj)
+        return format_html(
+            "{} (wanted: {}); worker {}; last tick {}; {} ticks/s over the last minute; last error: {}. "
+            "Start or stop it with the actions of the provider list.",
+            status["state"],
+            {True: "yes", False: "no", None: "unknown"}[status["desired"]],
+            self.stream_worker(obj),
+            self.stream_last_tick(obj),
+            self.stream_ticks_per_second(obj),
+            status["error"] or status["last_error"] or "none",
+        )
+
+    @admin.action(description="Start stream", permissions=["change"])
+    def start_streams(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        """Queue the selected providers' streams in the workers (and let the watchdog keep them)."""
+        self._stream_command(request, queryset, streams.stream_start, "start requested")
+
+    @admin.action(description="Stop stream", permissions=["change"])
+    def stop_streams(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        """Stop the selected providers' streams and keep them stopped until started again."""
+        self._stream_command(request, queryset, streams.stream_stop, "stop requested")
+
+    def _stream_command(self, request: HttpRequest, queryset: QuerySet[Provider], command, done: str) -> None:
+        succeeded = []
+        for provider in queryset:
+            try:
+                command(provider=provider)
+            except streams.StreamError as exc:  # Redis away, or an inactive provider: say so, never a 500
+                self.message_user(request, f"{provider.code}: {exc}", messages.ERROR)
+            else:
+                succeeded.append(provider.code)
+        if succeeded:
+            self.message_user(request, f"Stream {done}: {', '.join(succeeded)}.", messages.SUCCESS)
 
 
 @admin.register(ExchangeProviderMapping)

@@ -1,4 +1,8 @@
-"""The Celery application: Redis broker, settings under the CELERY_ namespace, tasks per app."""
+"""The Celery application: Redis broker, settings under the CELERY_ namespace, tasks per app.
+
+Queues ``streams`` (provider streams, long-running) and ``default`` (short jobs); see the
+CELERY_ and STREAM_ settings and the README's "Celery workers" for the worker command lines.
+"""
 
 import os
 

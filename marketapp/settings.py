@@ -272,10 +272,43 @@ DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")
 DEMO_ADMIN_EMAIL = env.str("DEMO_ADMIN_EMAIL", default="")
 
 # --- Celery --------------------------------------------------------------------------------------
+# Two queues: "streams" holds long-running provider streams (workers started with
+# --prefetch-multiplier 1, one stream per pool slot), "default" the short jobs. The embedded
+# mode needs no Celery: the in-memory broker only keeps imports and `manage.py check` working.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
+CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"ingestion.run_stream": {"queue": "streams"}}
+# Short jobs are idempotent: acknowledged after they ran, so a killed worker's job runs again.
+# Stream tasks override this (acks on receipt): the watchdog restarts a dead stream, and a
+# redelivered stream message would only find the lease taken. No global time limit: it would
+# apply to the streams too; each short task declares its own.
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Take a message only when a pool slot is free: a worker whose slots all hold streams must not
+# sit on a start that another worker could run now (Redis broker only).
+CELERY_WORKER_DISABLE_PREFETCH = True
+# An unacknowledged message returns to the queue after this; longer than any task's time limit.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Provider streams in Celery workers (ingestion/streams/): a Redis lease per provider, renewed
+# every TTL/3; a stream that cannot renew stops, and the watchdog restarts lapsed ones elsewhere:
+# a lost worker's streams run again within TTL + the watchdog period (10 + 15 s by default).
+STREAM_LEASE_TTL_S = env.float("STREAM_LEASE_TTL_S", default=10.0)
+STREAM_STATUS_INTERVAL_S = env.float("STREAM_STATUS_INTERVAL_S", default=2.0)
+STREAM_REFRESH_S = env.float("STREAM_REFRESH_S", default=10.0)
+STREAM_WATCHDOG_INTERVAL_S = env.int("STREAM_WATCHDOG_INTERVAL_S", default=15)
+STREAM_START_DEDUPE_S = env.int("STREAM_START_DEDUPE_S", default=30)
+STREAM_REDIS_TIMEOUT_S = env.float("STREAM_REDIS_TIMEOUT_S", default=1.0)
 
 # --- Security (production) -----------------------------------------------------------------------
 if not DEBUG:
