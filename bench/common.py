@@ -519,3 +519,27 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes, short durations (make bench-quick)")
     return parser
+
+
+# --- shared data ----------------------------------------------------------------------------
+def bench_instruments(count: int, *, exchange: str = "NSE", prefix: str = "BENCH") -> list:
+    """``count`` active instruments ``{prefix}0001..`` on ``exchange`` (created once, reused).
+
+    Returns the Instrument rows ordered by symbol, with ``exchange`` loaded.
+    """
+    from exchanges.models import Exchange
+    from instruments.models import Instrument, InstrumentType
+
+    ex = Exchange.objects.get(code=exchange)
+    kind = InstrumentType.objects.order_by("id").first()
+    symbols = [f"{prefix}{i:04d}" for i in range(1, count + 1)]
+    have = set(Instrument.objects.filter(exchange=ex, symbol__in=symbols).values_list("symbol", flat=True))
+    missing = [
+        Instrument(symbol=s, name=f"Bench {s}", exchange=ex, instrument_type=kind, currency=ex.currency or "")
+        for s in symbols
+        if s not in have
+    ]
+    Instrument.objects.bulk_create(missing, batch_size=1000)
+    return list(
+        Instrument.objects.filter(exchange=ex, symbol__in=symbols).select_related("exchange").order_by("symbol")
+    )
