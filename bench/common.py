@@ -155,14 +155,40 @@ def flush_redis() -> None:
 
 
 _django_ready = False
+_lock_handle = None
+LOCK_ENV = "BENCH_LOCK_HELD"
+
+
+def hold_bench_lock() -> None:
+    """Wait until no other benchmark runs on this machine, then keep the lock until exit.
+
+    Two benchmarks at once would flush each other's Redis db, share the bench database and
+    steal each other's CPU. Processes started by a benchmark inherit ``BENCH_LOCK_HELD``.
+    """
+    global _lock_handle
+    if _lock_handle is not None or os.environ.get(LOCK_ENV):
+        return
+    import fcntl
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    handle = open(RESULTS_DIR / ".lock", "w")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("bench: another benchmark is running; waiting for it to finish", file=sys.stderr, flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    _lock_handle = handle
+    os.environ[LOCK_ENV] = "1"
 
 
 def setup_django(*, migrate: bool = True, seed: bool = True, flush: bool = True) -> None:
     """Point this process at the bench database and Redis, then migrate and seed (idempotent).
 
     Call it before importing anything that touches models. ``flush`` empties the bench Redis db.
+    Holds the machine-wide bench lock (``hold_bench_lock``) until the process exits.
     """
     global _django_ready
+    hold_bench_lock()
     os.environ.update(bench_env())
     if _django_ready:
         return
