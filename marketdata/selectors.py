@@ -98,6 +98,9 @@ def instrument_for_symbol(*, symbol: str, exchange: str | None = None) -> Instru
     """
     symbol = symbol.strip()
     exchange = (exchange or "").strip() or None
+    if "\x00" in symbol or "\x00" in (exchange or ""):
+        # No symbol holds a NUL, and PostgreSQL refuses one in a query parameter.
+        raise InstrumentNotFoundError(f"Unknown symbol {symbol!r}.")
     if exchange is None and ":" in symbol:
         prefix, rest = symbol.split(":", 1)
         code = _exchange_code(prefix)

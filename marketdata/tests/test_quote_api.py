@@ -131,3 +131,12 @@ def test_quotes_follow_the_latest_tick(store_mode, user_api_client, aapl):
     quote = user_api_client.get("/marketdata/quote", {"symbols": "AAPL"}).json()["quotes"][0]
     assert quote == expected(engine, aapl)
     assert (quote["close"], quote["high"], quote["low"], quote["seq"]) == (101.0, 101.0, 100.0, 2)
+
+
+@pytest.mark.django_db
+def test_a_nul_byte_in_a_symbol_is_an_unknown_symbol_not_a_500(user_api_client):
+    response = user_api_client.get("/marketdata/quote", {"symbols": "AA\x00PL"})
+    assert response.status_code == 404
+    assert response.json()["status_code"] == 404
+    history = user_api_client.get("/marketdata/intraday", {"symbol": "AA\x00PL"})
+    assert history.status_code == 400 and "symbol" in history.json()["errors"]
