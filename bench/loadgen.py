@@ -1,0 +1,458 @@
+"""WebSocket load-generator process for ``bench.fanout`` and ``bench.e2e``.
+
+``python -m bench.loadgen CONFIG.json`` opens the connections described in the config, each
+subscribing to its symbols, prints ``READY <open> <failed>`` on stdout once every connection
+has its ``Subscribed to`` replies, then counts every ``data`` message until a line ``STOP``
+arrives on stdin (``MARK`` resets the counters: the measured window starts). It then writes
+``<out>.json`` (per client and symbol: last seq and messages received; errors) and
+``<out>.lat`` (int64 latencies in ns, fanout mode) and exits.
+
+Built so that the server under test, not the load generator, is the bottleneck: on this
+machine four load generators and the publisher share one core and must take 200,000
+messages per second. Set-up (handshake, subscribe, replies) runs on asyncio with a minimal
+RFC 6455 client. The measured phase leaves asyncio: one ``epoll`` loop reads every socket
+with plain ``recv`` calls, walks the frame headers, and extracts symbol, seq and ``sent_ns``
+from whole chunks with C-level regular expressions, never a JSON parser per message. The
+loop polls every ``poll_ms`` (default 1 ms) so reads come in batches; a message's receive
+time is taken when its chunk is read, so the figures include at most that much batching
+delay (pessimistic for the server).
+
+Config keys: ``host``, ``port``, ``path`` (with ``?token=``), ``clients`` (a list of symbol
+lists, one per connection), ``out``, ``mode`` (``fanout``: latency from ``sent_ns``;
+``e2e``: every (symbol, close, receive ns) is kept; ``idle``: nothing is read),
+``connect_concurrency``, ``poll_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import resource
+import select
+import struct
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+_INFO_SUB = b'"Subscribed to '
+# Data messages start with these keys (ingestion.publish.quote_payload); snapshots do not match.
+_DATA_SYMBOL = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"')
+_SYMBOL_SEQ = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"[^}]*?"seq":(\d+)')
+_SENT_NS = re.compile(rb'"sent_ns":(\d+)\}')
+_SYMBOL_CLOSE = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"[^}]*?"close":([-0-9.eE]+)')
+
+
+def mask_frame(opcode: int, data: bytes) -> bytes:
+    """A masked client frame."""
+    mask = os.urandom(4)
+    n = len(data)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    if not n:
+        return head + mask
+    repeated = (mask * (n // 4 + 1))[:n]
+    return head + mask + (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
+
+
+def walk_frames(buf: bytes | bytearray) -> tuple[int, list[tuple[int, bytes]]]:
+    """``(end of the last complete frame, [(opcode, payload) of control frames])``; server frames are unmasked."""
+    pos = 0
+    n = len(buf)
+    control = []
+    while n - pos >= 2:
+        length = buf[pos + 1] & 0x7F
+        head = 2
+        if length == 126:
+            if n - pos < 4:
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            head = 4
+        elif length == 127:
+            if n - pos < 10:
+                break
+            length = struct.unpack_from("!Q", buf, pos + 2)[0]
+            head = 10
+        if n - pos < head + length:
+            break
+        opcode = buf[pos] & 0x0F
+        if opcode >= 8:
+            control.append((opcode, bytes(buf[pos + head : pos + head + length])))
+        pos += head + length
+    return pos, control
+
+
+class Client(asyncio.Protocol):
+    """One WebSocket connection during set-up: handshake, subscribe, wait for the replies."""
+
+    def __init__(self, index: int, symbols: list[str], host: str, port: int, path: str, errors: list[str]) -> None:
+        self.index = index
+        self.symbols = symbols
+        self.host, self.port, self.path = host, port, path
+        self.errors = errors
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.handshaken = False
+        self.subscribed = 0
+        self.ready = asyncio.get_running_loop().create_future()
+        self.lost = False
+        # measured phase
+        self.counts: Counter[bytes] = Counter()
+        self.last: dict[bytes, bytes] = {}
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed during set-up: {exc!r}"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.handshaken:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[: buf.find(b"\r\n")])
+            if b" 101 " not in status:
+                self.fail(f"handshake refused: {status!r}")
+                return
+            del buf[: end + 4]
+            self.handshaken = True
+            self.transport.write(
+                mask_frame(1, orjson.dumps({"message_type": "subscribe", "channels": self.symbols}))
+            )
+        pos = 0
+        n = len(buf)
+        while n - pos >= 2:
+            length = buf[pos + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = struct.unpack_from("!Q", buf, pos + 2)[0]
+                head = 10
+            if n - pos < head + length:
+                break
+            opcode = buf[pos] & 0x0F
+            payload = bytes(buf[pos + head : pos + head + length])
+            pos += head + length
+            if opcode == 1:
+                self.on_setup_text(payload)
+            elif opcode == 8:
+                self.fail(f"closed by server: {payload[:2].hex()} {payload[2:]!r}")
+                return
+            elif opcode == 9:
+                self.transport.write(mask_frame(0xA, payload))
+        if pos:
+            del buf[:pos]
+
+    def on_setup_text(self, payload: bytes) -> None:
+        if _INFO_SUB in payload:
+            self.subscribed += 1
+            if self.subscribed >= len(self.symbols) and not self.ready.done():
+                self.ready.set_result(None)
+        elif b'"message_type":"error"' in payload and len(self.errors) < 20:
+            self.errors.append(f"client {self.index}: {payload.decode(errors='replace')}")
+
+    def fail(self, reason: str) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(f"client {self.index}: {reason}")
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(reason))
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _read(path: str) -> bytes:
+    # Small files, read once outside the measured window: blocking is harmless here.
+    return Path(path).read_bytes()
+
+
+def _write(path: str, data: bytes) -> None:
+    Path(path).write_bytes(data)
+
+
+def raise_nofile() -> None:
+    """Allow as many sockets as the hard limit (10,000 idle connections need more than 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def _open(loop, index: int, symbols, cfg, errors: list[str], gate: asyncio.Semaphore) -> Client | None:
+    async with gate:
+        try:
+            _, client = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: Client(index, symbols, cfg["host"], cfg["port"], cfg["path"], errors),
+                    cfg["host"],
+                    cfg["port"],
+                ),
+                timeout=cfg.get("connect_timeout", 60),
+            )
+            await asyncio.wait_for(client.ready, timeout=cfg.get("ready_timeout", 120))
+            return client
+        except Exception as exc:
+            if len(errors) < 20:
+                errors.append(f"client {index}: {exc!r}")
+            return None
+
+
+class Measure:
+    """The measured phase: an epoll loop over the clients' sockets (asyncio no longer reads them)."""
+
+    def __init__(self, clients: list[Client], mode: str, poll_s: float) -> None:
+        self.clients = clients
+        self.mode = mode
+        self.poll_s = poll_s
+        self.by_fd: dict[int, Client] = {}
+        self.latencies: list = []  # numpy int64 arrays (fanout)
+        self.e2e: list[tuple[int, int, list]] = []  # (receive ns, client index, [(symbol, close)...])
+        self.received = 0
+        self.last_ns = 0
+        self.closed = 0
+        self.errors: list[str] = []
+        self.ep = select.epoll()
+        for c in clients:
+            c.transport.pause_reading()
+            fd = c.transport.get_extra_info("socket").fileno()
+            self.by_fd[fd] = c
+            self.ep.register(fd, select.EPOLLIN)
+
+    def reset(self) -> None:
+        self.latencies = []
+        self.e2e = []
+        self.received = 0
+        self.last_ns = 0
+        for c in self.clients:
+            c.counts.clear()
+            c.last.clear()
+
+    def run(self, control_fd: int, on_line) -> None:
+        import numpy as np
+
+        ep = self.ep
+        ep.register(control_fd, select.EPOLLIN)
+        pending = b""
+        fanout = self.mode == "fanout"
+        e2e = self.mode == "e2e"
+        while True:
+            for fd, _ in ep.poll(1.0):
+                if fd == control_fd:
+                    got = os.read(control_fd, 4096)
+                    if not got:  # the parent is gone
+                        return
+                    pending += got
+                    while b"\n" in pending:
+                        line, pending = pending.split(b"\n", 1)
+                        if on_line(line.strip()) is False:
+                            return
+                    continue
+                c = self.by_fd[fd]
+                try:
+                    data = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    data = b""
+                    self.errors.append(f"client {c.index}: {exc!r}")
+                if not data:
+                    ep.unregister(fd)
+                    self.closed += 1
+                    continue
+                now = time.time_ns()
+                buf = c.buf
+                buf += data
+                end, control = walk_frames(buf)
+                if not end:
+                    continue
+                chunk = bytes(buf[:end])
+                del buf[:end]
+                for opcode, payload in control:
+                    if opcode == 9:
+                        os.write(fd, mask_frame(0xA, payload))
+                    elif opcode == 8:
+                        self.errors.append(f"client {c.index}: closed by server {payload[:2].hex()}")
+                symbols = _DATA_SYMBOL.findall(chunk)
+                if not symbols:
+                    continue
+                self.received += len(symbols)
+                self.last_ns = now
+                c.counts.update(symbols)
+                c.last.update(_SYMBOL_SEQ.findall(chunk))
+                if fanout:
+                    sent = _SENT_NS.findall(chunk)
+                    if sent:
+                        self.latencies.append(now - np.array(sent).astype(np.int64))
+                elif e2e:
+                    self.e2e.append((now, c.index, _SYMBOL_CLOSE.findall(chunk)))
+            if self.poll_s:
+                time.sleep(self.poll_s)
+
+
+async def main(config_path: str) -> None:
+    raise_nofile()
+    cfg = json.loads(_read(config_path))
+    mode = cfg.get("mode", "fanout")
+    loop = asyncio.get_running_loop()
+    errors: list[str] = []
+    gate = asyncio.Semaphore(int(cfg.get("connect_concurrency", 50)))
+    results = await asyncio.gather(
+        *(_open(loop, i, symbols, cfg, errors, gate) for i, symbols in enumerate(cfg["clients"]))
+    )
+    clients = [c for c in results if c is not None and not c.lost]
+    measure = Measure(clients, mode, float(cfg.get("poll_ms", 1.0)) / 1000)
+    print(f"READY {len(clients)} {len(results) - len(clients)}", flush=True)
+
+    def on_line(line: bytes):
+        if line == b"MARK":
+            measure.reset()
+            print("MARKED", flush=True)
+            return None
+        return False if line in (b"STOP", b"") else None
+
+    measure.run(sys.stdin.fileno(), on_line)
+    out = cfg["out"]
+    _write(out + ".lat", b"".join(part.tobytes() for part in measure.latencies))
+    summary = {
+        "opened": len(clients),
+        "failed": len(results) - len(clients),
+        "still_open": len(clients) - measure.closed,
+        "received": measure.received,
+        "last_ns": measure.last_ns,
+        "errors": (errors + measure.errors)[:20],
+        # per client: {symbol: [last seq, messages received]}
+        "seqs": [
+            {k.decode(): [int(c.last.get(k, 0)), n] for k, n in c.counts.items()} for c in clients
+        ],
+        "e2e": [(now, i, s.decode(), v.decode()) for now, i, found in measure.e2e for s, v in found],
+    }
+    _write(out + ".json", orjson.dumps(summary))
+    for c in clients:
+        with contextlib.suppress(Exception):
+            c.transport.resume_reading()
+            c.transport.write(mask_frame(0x8, struct.pack("!H", 1000)))
+            c.transport.close()
+    await asyncio.sleep(0.2)
+    print("DONE", flush=True)
+
+
+# --- the parent side -------------------------------------------------------------------------------
+class LoadGenerators:
+    """Several load-generator processes on one core, driven from an asyncio parent.
+
+    ``await start(...)`` spreads the clients over ``processes`` processes and waits for every
+    ``READY``; ``await mark()`` starts the measured window; ``await stop()`` collects each
+    process's summary and latencies.
+    """
+
+    def __init__(self, *, name: str, host: str, port: int, path: str, mode: str, core: int | None) -> None:
+        self.name = name
+        self.host, self.port, self.path = host, port, path
+        self.mode = mode
+        self.core = core
+        self.procs: list[asyncio.subprocess.Process] = []
+        self.outs: list[str] = []
+        self.opened = 0
+        self.failed = 0
+
+    async def start(self, clients: list[list[str]], *, processes: int, within: float = 180.0) -> None:
+        from bench import common
+
+        common.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        size = -(-len(clients) // processes)
+        for i in range(processes):
+            part = clients[i * size : (i + 1) * size]
+            if not part:
+                break
+            out = str(common.DATA_DIR / f"{self.name}-{i}")
+            cfg = {"host": self.host, "port": self.port, "path": self.path, "clients": part, "out": out}
+            cfg["mode"] = self.mode
+            _write(out + ".cfg.json", json.dumps(cfg).encode())
+            cmd = [*common.taskset_prefix(self.core), common.PYTHON, "-m", "bench.loadgen", out + ".cfg.json"]
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(common.ROOT)
+            )
+            self.procs.append(proc)
+            self.outs.append(out)
+        async with asyncio.timeout(within):
+            for proc in self.procs:
+                line = (await proc.stdout.readline()).decode().split()
+                if not line or line[0] != "READY":
+                    raise RuntimeError(f"load generator failed to start: {line}")
+                self.opened += int(line[1])
+                self.failed += int(line[2])
+
+    async def mark(self) -> None:
+        """Forget what arrived so far: the measured window starts now."""
+        for proc in self.procs:
+            proc.stdin.write(b"MARK\n")
+            await proc.stdin.drain()
+        for proc in self.procs:
+            await proc.stdout.readline()
+
+    async def stop(self, within: float = 120.0) -> dict:
+        """Stop every process; returns the merged summary (latencies as an int64 numpy array, ns)."""
+        import numpy as np
+
+        for proc in self.procs:
+            proc.stdin.write(b"STOP\n")
+            await proc.stdin.drain()
+        async with asyncio.timeout(within):
+            for proc in self.procs:
+                await proc.stdout.readline()
+                await proc.wait()
+        merged = {"opened": 0, "failed": 0, "still_open": 0, "received": 0, "errors": [], "seqs": [], "e2e": []}
+        lat = []
+        for out in self.outs:
+            part = orjson.loads(_read(out + ".json"))
+            for key in ("opened", "failed", "still_open", "received"):
+                merged[key] += part[key]
+            merged["last_ns"] = max(merged.get("last_ns", 0), part["last_ns"])
+            merged["errors"] += part["errors"]
+            merged["seqs"] += part["seqs"]
+            merged["e2e"] += part["e2e"]
+            lat.append(np.fromfile(out + ".lat", dtype=np.int64))
+            for suffix in (".json", ".lat", ".cfg.json"):
+                with contextlib.suppress(OSError):
+                    os.remove(out + suffix)
+        merged["latencies_ns"] = np.concatenate(lat) if lat else np.zeros(0, dtype=np.int64)
+        self.procs = []
+        return merged
+
+    async def kill(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        self.procs = []
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
