@@ -1,9 +1,13 @@
-"""``GET /health/``: is the database, the cache and (in the stack mode) Redis reachable?
+"""``GET /health/``: is the database, the cache and (in the stack mode) Redis reachable, and
+is the saver keeping up?
 
 Open to anyone (load balancers, uptime checks), answers 200 when every check passes and 503
 otherwise. Each check reports ``ok``, ``latency_ms`` and, when it failed, ``error`` (the
 exception's type; its message too when DEBUG, and always in the log). The Redis
 check uses a 1-second socket timeout so an unreachable server never hangs the probe.
+``persistence`` adds ``pending`` (bars not yet committed to the database) and
+``oldest_age_s`` (how long the oldest of them has waited); it fails once that age passes
+``PERSIST_LAG_ALERT_S``.
 
 The module carries its own ``urlpatterns`` so the root URLconf includes it with one line; the
 route answers with and without the trailing slash.
@@ -76,11 +80,31 @@ def _check_redis() -> None:
         client.close()
 
 
+def _check_persistence() -> dict[str, Any]:
+    """The saver's lag; never raises (an unreadable store is a failed check)."""
+    from ingestion.saver import persist_lag_status
+
+    lag: dict[str, Any] = {}
+
+    def persistence() -> None:
+        lag.update(persist_lag_status(timeout_s=REDIS_TIMEOUT_S))
+        if not lag["ok"]:
+            raise PersistenceLagging(f"the oldest unsaved bar waited {lag['oldest_age_s']} s")
+
+    result = _timed(persistence)
+    return {"pending": lag.get("pending"), "oldest_age_s": lag.get("oldest_age_s"), **result}
+
+
+class PersistenceLagging(Exception):
+    """Bars wait for the saver longer than ``PERSIST_LAG_ALERT_S``."""
+
+
 def health_report() -> dict[str, Any]:
     """Run every check and summarize: ``status`` is ``ok`` only when all of them passed."""
     report: dict[str, Any] = {"database": _timed(_check_database), "cache": _timed(_check_cache)}
     if settings.REDIS_URL:
         report["redis"] = _timed(_check_redis)
+    report["persistence"] = _check_persistence()
     healthy = all(check["ok"] for check in report.values())
     return {"status": "ok" if healthy else "degraded", **report}
 
@@ -93,6 +117,15 @@ class HealthCheckSerializer(serializers.Serializer):
     error = serializers.CharField(required=False, help_text="Present when the check failed.")
 
 
+class PersistenceCheckSerializer(HealthCheckSerializer):
+    """The saver's lag (schema only); counts are null when the tick store could not be read."""
+
+    pending = serializers.IntegerField(allow_null=True, help_text="Bars not yet committed to the database.")
+    oldest_age_s = serializers.FloatField(
+        allow_null=True, help_text="Seconds the oldest unsaved bar has waited; null when none waits."
+    )
+
+
 class HealthReportSerializer(serializers.Serializer):
     """The health document (schema only)."""
 
@@ -100,6 +133,7 @@ class HealthReportSerializer(serializers.Serializer):
     database = HealthCheckSerializer()
     cache = HealthCheckSerializer()
     redis = HealthCheckSerializer(required=False, help_text="Only when REDIS_URL is set.")
+    persistence = PersistenceCheckSerializer(help_text="503 once the oldest unsaved bar waited past the alert age.")
 
 
 class HealthApi(APIView):
