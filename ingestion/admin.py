@@ -199,8 +199,25 @@ class ProviderInstrumentMappingLimitedInline(MappingInlineMixin, admin.TabularIn
     extra = 0
 
 
+class PersistenceLagMixin:
+    """A line above the changelist: bars waiting for the saver and how long the oldest waited."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        from ingestion.saver import persist_lag_status
+
+        try:
+            lag = persist_lag_status()
+        except Exception as exc:  # the store being down is itself worth showing, never a 500
+            messages.warning(request, f"Persistence lag unknown: the tick store is unreachable ({type(exc).__name__}).")
+        else:
+            age = "none waiting" if lag["oldest_age_s"] is None else f"oldest waiting {lag['oldest_age_s']:.0f} s"
+            text = f"Persistence: {lag['pending']} bar(s) not yet saved, {age}."
+            (messages.info if lag["ok"] else messages.warning)(request, text)
+        return super().changelist_view(request, extra_context)
+
+
 @admin.register(Provider)
-class ProviderAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ProviderAdmin(PersistenceLagMixin, AuditedAdminMixin, admin.ModelAdmin):
     """Providers with write-only credentials and their mappings inline."""
 
     form = ProviderAdminForm
