@@ -67,3 +67,15 @@ def test_provider_panel_is_for_admins(demo, client, user, django_user_model):
     response = client.get("/live/providers/")
     assert response.status_code == 200
     assert [p["code"] for p in response.context["providers"]] == ["DHAN", "REPLAY", "SIM", "YF"]
+
+
+def test_sign_in_page_links_to_google_when_it_is_configured(client):
+    from allauth.socialaccount.models import SocialApp
+    from django.contrib.sites.models import Site
+
+    app = SocialApp.objects.create(provider="google", name="Google", client_id="id-123", secret="secret-456")
+    app.sites.add(Site.objects.get_current())
+    html = client.get("/accounts/login/?next=/live/").content.decode()
+    assert 'id="sign-in-google"' in html
+    # allauth's tag carries the page to return to.
+    assert 'href="/accounts/google/login/?process=login&amp;next=%2Flive%2F"' in html

@@ -22,8 +22,9 @@ function showQuote(quote) {
   const lastCell = $("quote-last");
   lastCell.textContent = price(quote.close);
   if (last && last.close !== quote.close) {
-    lastCell.classList.remove("up", "down");
-    lastCell.classList.add(quote.close > last.close ? "up" : "down");
+    lastCell.classList.remove("flash-up", "flash-down");
+    void lastCell.offsetWidth; // restart the animation
+    lastCell.classList.add(quote.close > last.close ? "flash-up" : "flash-down");
   }
   for (const [id, text] of [
     ["quote-change", formatChange(change, tick)],

@@ -84,6 +84,13 @@ def test_provider_panel_is_for_admins(alice, admin, browsing, server):
     # Each row gets its state from GET /providers/{id}/status.
     wait_for(lambda: "…" not in panel.locator("[data-field=state]").all_inner_texts(), 10, "the states")
     sim = panel.locator("tr[data-code='SIM']")
-    expect(sim.get_by_role("button", name="Start SIM")).to_be_visible()
-    expect(sim.get_by_role("button", name="Stop SIM")).to_be_visible()
+    # The buttons call POST /providers/{id}/start|stop and show the state the answer reports.
+    for action in ["Start", "Stop"]:
+        button = sim.get_by_role("button", name=f"{action} SIM")
+        expect(button).to_be_enabled()
+        with panel.expect_response(lambda r, a=action: r.url.endswith(f"/{a.lower()}")) as answer:
+            button.click()
+        assert answer.value.status == 202, answer.value.text()
+        expect(sim.locator("[data-field=state]")).to_have_text(answer.value.json()["state"])
+    expect(panel.locator("#providers-error")).to_have_text("")
     screenshot(panel, "providers-wide")
