@@ -59,7 +59,10 @@ class WatchlistInputSerializer(serializers.Serializer):
 
 @extend_schema_field({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "minLength": 1}]})
 class InstrumentRefField(serializers.Field):
-    """An instrument by id (``12``) or by symbol (``"AAPL"``, ``"NSE:RELIANCE"``)."""
+    """An instrument by id (``12``) or by symbol (``"AAPL"``, ``"NSE:RELIANCE"``).
+
+    Digits alone are an id: a numeric symbol is written with its exchange (``"HKEX:0700"``).
+    """
 
     default_error_messages = {"invalid": "Give an instrument id or a symbol such as NSE:RELIANCE."}
 
