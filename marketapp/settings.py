@@ -266,6 +266,8 @@ WS_SYMBOL_CACHE_TTL_S = env.float("WS_SYMBOL_CACHE_TTL_S", default=30)
 # --- Market data --------------------------------------------------------------------------------
 FAILOVER_AFTER_S = env.float("FAILOVER_AFTER_S", default=30.0)
 PERSIST_INTERVAL_S = env.float("PERSIST_INTERVAL_S", default=5.0)
+PERSIST_CLAIM_IDLE_MS = env.int("PERSIST_CLAIM_IDLE_MS", default=60_000)
+PERSIST_LAG_ALERT_S = env.float("PERSIST_LAG_ALERT_S", default=120.0)
 HISTORY_MAX_RANGE_DAYS = env.int("HISTORY_MAX_RANGE_DAYS", default=3660)
 HISTORY_MAX_INTRADAY_DAYS = env.int("HISTORY_MAX_INTRADAY_DAYS", default=60)
 DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")

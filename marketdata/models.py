@@ -8,9 +8,18 @@ from marketapp.models import BaseModel
 
 
 class PriceHistoryIntraday(BaseModel):
-    """One intraday bar; ``timestamp`` is the bar's open instant in UTC."""
+    """One intraday bar; ``timestamp`` is the bar's open instant in UTC.
 
-    instrument = models.ForeignKey("instruments.Instrument", on_delete=models.CASCADE, related_name="intraday_bars")
+    The hottest write path of the platform: only three indexes (the key, the unique
+    (instrument, interval, timestamp) that also serves range reads, and time). The audit
+    fields and foreign keys carry no index of their own here.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_active = models.BooleanField(default=True)
+    instrument = models.ForeignKey(
+        "instruments.Instrument", on_delete=models.CASCADE, related_name="intraday_bars", db_index=False
+    )
     timestamp = models.DateTimeField()
     interval = models.CharField(max_length=8, default="1m")
     open = models.FloatField()
@@ -23,7 +32,9 @@ class PriceHistoryIntraday(BaseModel):
     previous_close = models.FloatField(null=True, blank=True)
     adj_close = models.FloatField(null=True, blank=True)
     delivery_percentage = models.FloatField(null=True, blank=True)
-    source = models.ForeignKey("ingestion.Provider", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    source = models.ForeignKey(
+        "ingestion.Provider", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
 
     class Meta:
         verbose_name = "intraday bar"
