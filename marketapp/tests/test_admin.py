@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 
-from accounts.models import User
+from accounts.models import User, Watchlist, WatchlistItem
 from exchanges.models import Exchange, ExchangeHoliday
 from ingestion.admin import LimitedInlineFormSet, ProviderAdmin
 from ingestion.models import ExchangeProviderMapping, Provider, ProviderInstrumentMapping
@@ -94,7 +94,10 @@ def world(db) -> dict:
         instrument=reliance, date=date(2024, 1, 15), open=2500, high=2550, low=2480, close=2530, source=dhan
     )
     member = User.objects.create_user(email="member@example.com", password="pw-member-12345")
+    watchlist = Watchlist.objects.create(user=member, name="Main")
+    WatchlistItem.objects.create(watchlist=watchlist, instrument=reliance)
     return {
+        Watchlist: watchlist,
         User: member,
         Exchange: nse,
         ExchangeHoliday: holiday,
