@@ -28,7 +28,7 @@ from instruments.models import Instrument
 from marketapp.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 
 from . import streams
-from .models import ExchangeProviderMapping, Provider, ProviderInstrumentMapping
+from .models import ExchangeProviderMapping, PopulateJob, Provider, ProviderInstrumentMapping
 
 CREDENTIALS_INPUT = "credentials_input"
 
@@ -397,3 +397,34 @@ class ProviderInstrumentMappingAdmin(AuditedAdminMixin, RelatedChoicesMixin, adm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderInstrumentMapping]:
         return super().get_queryset(request).select_related(*self.list_select_related).defer("provider__credentials")
+
+
+@admin.register(PopulateJob)
+class PopulateJobAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Seeding, import and history jobs queued through ``/populate/``: read-only records."""
+
+    list_display = ("id", "kind", "state", "progress", "message", "created_by", "created_at", "finished_at")
+    list_filter = ("kind", "state")
+    search_fields = ("message",)
+    date_hierarchy = "created_at"
+    list_select_related = ("created_by",)
+    readonly_fields = (
+        "kind",
+        "state",
+        "params",
+        "progress_done",
+        "progress_total",
+        "message",
+        "errors",
+        "started_at",
+        "finished_at",
+        "created_by",
+        *AUDIT_FIELDS,
+    )
+
+    @admin.display(description="progress")
+    def progress(self, job: PopulateJob) -> str:
+        return f"{job.progress_done}/{job.progress_total}" if job.progress_total else "-"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs are queued through the API, which validates their arguments
