@@ -311,7 +311,9 @@ class MarketDataConsumer:
         for instrument_id, quote in quotes.items():
             group, instrument = by_id[instrument_id]
             self.outbox.snapshot(
-                group, encode(quote_payload(quote, instrument.symbol, instrument.exchange, "snapshot"))
+                group,
+                encode(quote_payload(quote, instrument.symbol, instrument.exchange, "snapshot")),
+                seq=quote.seq,
             )
 
     async def unsubscribe(self, names: list[str]) -> None:

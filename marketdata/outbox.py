@@ -48,6 +48,8 @@ class Outbox:
         self.replies: deque[str] = deque()
         self.pending: OrderedDict[str, str] = OrderedDict()
         self._snapshot_due: set[str] = set()
+        # key -> seq of the snapshot queued for it: live updates not newer than it are dropped
+        self._snapshot_seq: dict[str, int] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         # monotonic time since when a send (or the transport backlog) has not completed
@@ -61,6 +63,12 @@ class Outbox:
     # --- producers (never block) -----------------------------------------------------------------
     def offer(self, key: str, text: str) -> None:
         """Queue a live update; replaces a pending update with the same key."""
+        if self._snapshot_seq and key in self._snapshot_seq:
+            # The snapshot read raced the engine: an update it already contains must not
+            # follow it (the client would see the same seq twice, or an older one).
+            if _seq_of(text) <= self._snapshot_seq[key]:
+                return
+            del self._snapshot_seq[key]
         pending = self.pending
         if key in pending:
             pending[key] = text
@@ -88,15 +96,21 @@ class Outbox:
         """Call before joining a group: a live update arriving first makes the snapshot moot."""
         self._snapshot_due.add(key)
 
-    def snapshot(self, key: str, text: str) -> None:
-        """Queue a snapshot unless a (newer) live update for ``key`` came in since ``expect_snapshot``."""
+    def snapshot(self, key: str, text: str, seq: int | None = None) -> None:
+        """Queue a snapshot unless a (newer) live update for ``key`` came in since ``expect_snapshot``.
+
+        With ``seq`` (the quote's), later live updates with a seq not above it are dropped.
+        """
         if key in self._snapshot_due:
             self._snapshot_due.discard(key)
             self.offer(key, text)
+            if seq is not None:
+                self._snapshot_seq[key] = seq
 
     def discard(self, group: str) -> None:
         """Drop pending updates of a channel the client left (bar keys carry a ``@minute`` suffix)."""
         self._snapshot_due.discard(group)
+        self._snapshot_seq.pop(group, None)
         prefix = group + "@"
         for key in [k for k in self.pending if k == group or k.startswith(prefix)]:
             del self.pending[key]
@@ -149,6 +163,21 @@ class Outbox:
         # transport may already have one (the HTTP channel it was upgraded from).
         while backlog() > limit:  # noqa: ASYNC110
             await asyncio.sleep(BACKLOG_POLL_S)
+
+
+def _seq_of(text: str) -> int:
+    """The ``seq`` of a quote update (the engine writes it last), or -1."""
+    at = text.rfind('"seq":')
+    if at < 0:
+        return -1
+    start = at + 6
+    end = start
+    while end < len(text) and (text[end].isdigit() or text[end] == "-"):
+        end += 1
+    try:
+        return int(text[start:end])
+    except ValueError:
+        return -1
 
 
 def transport_backlog_probe(send) -> Callable[[], int] | None:

@@ -101,3 +101,18 @@ async def test_a_closed_bar_is_not_replaced_by_the_next_minutes_bar():
     outbox.discard("bar1m.7")  # unsubscribing drops every pending bar of the channel
     assert not outbox.pending
     await outbox.stop()
+
+
+async def test_a_live_update_already_in_the_snapshot_is_not_sent_after_it():
+    send = Recorder()
+    outbox = Outbox(send, max_pending=10, max_replies=10)
+    outbox.start()
+    outbox.expect_snapshot("quote.1")
+    outbox.snapshot("quote.1", '{"message_type":"snapshot","seq":5}', seq=5)  # read after the engine's write
+    outbox.offer("quote.1", '{"message_type":"data","seq":5}')  # ...whose live update arrives now
+    await settle()
+    outbox.offer("quote.1", '{"message_type":"data","seq":5}')
+    outbox.offer("quote.1", '{"message_type":"data","seq":6}')
+    await settle()
+    assert send.texts == ['{"message_type":"snapshot","seq":5}', '{"message_type":"data","seq":6}']
+    await outbox.stop()
