@@ -316,6 +316,21 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
             profile=profile,
         )
         common.print_table(f"fanout {kind}", list(runs[kind].items()))
+    # The same clients at a tenth of the load: where one core is not saturated (full mode only).
+    light: dict[str, dict] = {}
+    if not quick and args.light_rate:
+        for kind in kinds:
+            light[kind] = await run_fanout(
+                kind,
+                symbols,
+                clients,
+                token=token,
+                rate=args.light_rate,
+                duration=duration / 2,
+                processes=4,
+                drain=2.0,
+            )
+            common.print_table(f"fanout {kind} at {args.light_rate:g} updates/s", list(light[kind].items()))
     memory: dict[str, dict] = {}
     if not args.no_memory:
         for kind in kinds:
@@ -342,6 +357,8 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
             base["idle_memory"] = mem
         else:
             figures[kind]["idle_memory"] = mem
+    for kind, run in light.items():
+        (base if kind == "baseline" else figures[kind])[f"at_{args.light_rate:g}_updates_per_s"] = run
     common.write_result(
         "fanout",
         figures=figures,
@@ -359,8 +376,16 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
             "conflated = other missing updates (replaced by a newer one while the client was behind)",
             f"idle memory: server RSS before/after {idle_n} idle authenticated connections, 1 symbol each",
         ],
-        extra={"config": {"clients": args.clients, "symbols": SYMBOL_COUNT, "per_client": 10, "rate": args.rate,
-                          "duration_s": duration, "idle_connections": idle_n}},
+        extra={
+            "config": {
+                "clients": args.clients,
+                "symbols": SYMBOL_COUNT,
+                "per_client": 10,
+                "rate": args.rate,
+                "duration_s": duration,
+                "idle_connections": idle_n,
+            }
+        },
     )
 
 
@@ -370,6 +395,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=2000.0, help="updates per second (all symbols)")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds of publishing (default 30, quick 5)")
+    parser.add_argument(
+        "--light-rate", type=float, default=200.0, help="second run at this rate, full mode only (0: none)"
+    )
     parser.add_argument("--idle", type=int, default=0, help="idle connections for the memory figure")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
