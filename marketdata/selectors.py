@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.db import connection
+from django.db.models.signals import post_delete, post_save
 
 from exchanges.models import Exchange
 from instruments.models import Instrument
@@ -88,14 +91,62 @@ def _exchange_code(exchange: str) -> str | None:
     return Exchange.objects.filter(code__iexact=exchange.strip(), is_active=True).values_list("code", flat=True).first()
 
 
+class _InstrumentCache:
+    """Resolved (symbol, exchange) -> Instrument for a few seconds, per process.
+
+    The history endpoints resolve the same few symbols on every request; the two lookup
+    queries cost more than reading the bars (PostgreSQL spends most of them planning the
+    join). Only successful resolutions are kept, so a new listing is seen at once; any save
+    or delete of an instrument or exchange in this process empties the cache, and other
+    processes see such a change within ``HISTORY_INSTRUMENT_CACHE_S`` (as the live feed's
+    ``WS_SYMBOL_CACHE_TTL_S``). ``0`` turns it off. Cached instruments are shared: read-only.
+    """
+
+    max_entries = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[float, Instrument]] = {}
+
+    def get(self, key: tuple[str, str]) -> Instrument | None:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: tuple[str, str], instrument: Instrument, ttl_s: float) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + ttl_s, instrument)
+
+    def clear(self, **_signal_kwargs) -> None:
+        self._entries.clear()
+
+
+_instrument_cache = _InstrumentCache()
+for _model in ("instruments.Instrument", "exchanges.Exchange"):
+    post_save.connect(_instrument_cache.clear, sender=_model, dispatch_uid=f"history-instrument-cache-{_model}")
+    post_delete.connect(_instrument_cache.clear, sender=_model, dispatch_uid=f"history-instrument-cache-d-{_model}")
+
+
 def instrument_for_symbol(*, symbol: str, exchange: str | None = None) -> Instrument:
     """The active instrument behind ``symbol`` (``AAPL`` or ``NASDAQ:AAPL``) on ``exchange`` (a code).
 
     Symbols may themselves contain ``:``, so ``X:Y`` is only split when ``X`` is an exchange
     code. An exact symbol match wins over a case-insensitive one. Raises
     ``InstrumentNotFoundError`` (unknown symbol or exchange) or ``AmbiguousSymbolError`` (listed
-    on several exchanges and none named).
+    on several exchanges and none named). Resolutions are cached briefly (``_InstrumentCache``).
     """
+    ttl_s = float(getattr(settings, "HISTORY_INSTRUMENT_CACHE_S", 30.0))
+    key = (symbol, exchange or "")
+    if ttl_s > 0 and (hit := _instrument_cache.get(key)) is not None:
+        return hit
+    instrument = _resolve_instrument(symbol=symbol, exchange=exchange)
+    if ttl_s > 0:
+        _instrument_cache.put(key, instrument, ttl_s)
+    return instrument
+
+
+def _resolve_instrument(*, symbol: str, exchange: str | None) -> Instrument:
     symbol = symbol.strip()
     exchange = (exchange or "").strip() or None
     if "\x00" in symbol or "\x00" in (exchange or ""):
@@ -206,6 +257,61 @@ def _stored_minutes(*, instrument: Instrument, start: dt.datetime, end: dt.datet
     return qs.order_by("timestamp").values_list(*BAR_FIELDS)
 
 
+def _columns(names: Iterable[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def _minutes_sql(
+    *, instrument_id: int, start: dt.datetime, end: dt.datetime, after: dt.datetime | None, limit: int
+) -> tuple[str, list[Any]]:
+    """``_stored_minutes`` as plain SQL (the same index range scan), without the ORM's per-call work."""
+    table = PriceHistoryIntraday._meta.db_table
+    sql = f"""SELECT {_columns(BAR_FIELDS)} FROM "{table}"
+         WHERE "instrument_id" = %s AND "interval" = %s AND "timestamp" >= %s AND "timestamp" < %s"""  # noqa: S608 - model table name only
+    params: list[Any] = [instrument_id, STORED_INTERVAL, start, end]
+    if after is not None:
+        sql += ' AND "timestamp" > %s'
+        params.append(after)
+    return sql + ' ORDER BY "timestamp" LIMIT %s', [*params, limit]
+
+
+def _daily_sql(
+    *, instrument_id: int, start_date: dt.date, end_date: dt.date, after: dt.date | None
+) -> tuple[str, list[Any]]:
+    """Daily rows in [start_date, end_date] after ``after``, ascending; the caller appends the LIMIT value."""
+    table = PriceHistoryDaily._meta.db_table
+    sql = f"""SELECT {_columns(_DAILY_COLUMNS)} FROM "{table}"
+         WHERE "instrument_id" = %s AND "date" >= %s AND "date" <= %s"""  # noqa: S608 - model table name only
+    params: list[Any] = [instrument_id, start_date, end_date]
+    if after is not None:
+        sql += ' AND "date" > %s'
+        params.append(after)
+    return sql + ' ORDER BY "date" LIMIT %s', params
+
+
+def _fetch_bars(sql: str, params: list[Any]) -> list[Bar]:
+    """Run a bars query on PostgreSQL; rows become ``Bar`` dicts (the hot path skips the ORM).
+
+    Django registers a pure-Python ``timestamptz`` loader on its connections (to set its own
+    tzinfo); on this cursor psycopg's own (C) loader reads the timestamps instead, several
+    times faster. The session time zone is UTC (Django sets it), so they come back UTC-aware.
+    """
+    with connection.cursor() as cursor:
+        _fast_timestamptz(cursor.cursor)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [dict(zip(BAR_FIELDS, row, strict=True)) for row in rows]  # type: ignore[misc]
+
+
+def _fast_timestamptz(cursor) -> None:
+    """Use psycopg's default (compiled, when psycopg-binary is installed) timestamptz loader."""
+    import psycopg
+    from psycopg import pq
+
+    info = psycopg.postgres.types["timestamptz"]
+    cursor.adapters.register_loader(info.oid, psycopg.postgres.adapters.get_loader(info.oid, pq.Format.TEXT))
+
+
 def intraday_aggregate_sql(
     *,
     instrument_id: int,
@@ -312,6 +418,9 @@ def intraday_bars(
     origin = bin_origin(exchange=instrument.exchange, start=start)
     live = [bar for bar in live_bars if start <= bar["timestamp"] < end and (after is None or bar["timestamp"] > after)]
     if not live and interval == STORED_INTERVAL:
+        if connection.vendor == "postgresql":
+            sql, params = _minutes_sql(instrument_id=instrument.pk, start=start, end=end, after=after, limit=limit)
+            return _fetch_bars(sql, params)
         rows = _stored_minutes(instrument=instrument, start=start, end=end, after=after)[:limit]
         return [dict(zip(BAR_FIELDS, row, strict=True)) for row in rows]  # type: ignore[misc]
     if not live and connection.vendor == "postgresql":
@@ -349,6 +458,9 @@ def daily_bars(
 
     ``timestamp`` holds the trading date (exchange-local) as a ``date``.
     """
+    if connection.vendor == "postgresql":
+        sql, params = _daily_sql(instrument_id=instrument.pk, start_date=start_date, end_date=end_date, after=after)
+        return _fetch_bars(sql, [*params, limit])
     qs = PriceHistoryDaily.objects.filter(instrument=instrument, date__gte=start_date, date__lte=end_date)
     if after is not None:
         qs = qs.filter(date__gt=after)
