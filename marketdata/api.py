@@ -31,24 +31,30 @@ import base64
 import binascii
 import datetime as dt
 import re
+import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from django.conf import settings
+from django.db.models.signals import post_delete, post_save
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from instruments.models import Instrument
 from marketapp.api.schema import error_responses
 from marketdata.selectors import (
     INTERVALS,
+    STORED_INTERVAL,
     AmbiguousSymbolError,
     InstrumentNotFoundError,
     daily_bars,
@@ -78,6 +84,31 @@ def max_daily_days() -> int:
     return int(getattr(settings, "HISTORY_MAX_RANGE_DAYS", 3660))
 
 
+class _BoundError(ValueError):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def parse_history_bound(data: str) -> dt.date | dt.datetime:
+    """A ``start_date``/``end_date`` value; raises ``_BoundError`` with the error's code."""
+    text = _LOST_PLUS_RE.sub(r"\1+\2", data.strip())
+    if _DATE_RE.match(text):
+        parse = dt.date.fromisoformat
+    elif _DATETIME_RE.match(text):
+        parse = dt.datetime.fromisoformat
+    else:
+        raise _BoundError("invalid")
+    try:
+        value = parse(text)
+    except ValueError:
+        raise _BoundError("impossible") from None
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if not _EARLIEST <= day <= _LATEST:
+        raise _BoundError("out_of_range")
+    return value
+
+
 class HistoryBoundField(serializers.Field):
     """A ``YYYY-MM-DD`` date or an ISO 8601 datetime (naive or with an offset)."""
 
@@ -90,21 +121,10 @@ class HistoryBoundField(serializers.Field):
     def to_internal_value(self, data: Any) -> dt.date | dt.datetime:
         if not isinstance(data, str):
             self.fail("invalid", input=data)
-        text = _LOST_PLUS_RE.sub(r"\1+\2", data.strip())
-        if _DATE_RE.match(text):
-            parse = dt.date.fromisoformat
-        elif _DATETIME_RE.match(text):
-            parse = dt.datetime.fromisoformat
-        else:
-            self.fail("invalid", input=data)
         try:
-            value = parse(text)
-        except ValueError:
-            self.fail("impossible", input=data)
-        day = value.date() if isinstance(value, dt.datetime) else value
-        if not _EARLIEST <= day <= _LATEST:
-            self.fail("out_of_range")
-        return value
+            return parse_history_bound(data)
+        except _BoundError as exc:
+            self.fail(exc.code, input=data)
 
     def to_representation(self, value: Any) -> str:
         return value.isoformat()
@@ -129,6 +149,53 @@ class IntradayQuerySerializer(HistoryQuerySerializer):
         default="1m",
         error_messages={"invalid_choice": f'"{{input}}" is not a valid interval; use one of: {", ".join(INTERVALS)}.'},
     )
+
+
+def fast_history_query(params, *, intraday: bool) -> dict[str, Any] | None:
+    """The serializer's ``validated_data`` for a plainly well-formed query, or None to ask it.
+
+    Building a DRF serializer deep-copies its fields on every request, which cost more than
+    reading the bars. This accepts only what the serializer certainly accepts (printable ASCII,
+    lengths in bounds, plain digits for ``limit``) and returns what it would return (values
+    stripped, defaults filled); anything else goes to the serializer, which also words errors.
+    """
+    data: dict[str, Any] = {"limit": DEFAULT_LIMIT}
+    if intraday:
+        data["interval"] = STORED_INTERVAL
+    for name in ("symbol", "exchange", "start_date", "end_date", "limit", "cursor", "interval"):
+        raw = params.get(name)
+        if raw is None:
+            continue
+        if not (isinstance(raw, str) and raw.isascii() and raw.isprintable()):
+            return None
+        if name == "interval":
+            if not intraday:
+                continue
+            if raw not in INTERVALS:
+                return None
+            data[name] = raw
+            continue
+        value = raw.strip()
+        if name == "symbol":
+            if not value or len(value) > 100:
+                return None
+        elif name == "exchange":
+            if len(value) > 20:
+                return None
+        elif name == "cursor":
+            if len(value) > 200:
+                return None
+        elif name == "limit":
+            if not value.isdigit() or len(value) > 6 or not 1 <= int(value) <= MAX_LIMIT:
+                return None
+            value = int(value)
+        else:  # start_date, end_date
+            try:
+                value = parse_history_bound(raw)
+            except _BoundError:
+                return None
+        data[name] = value
+    return data if "symbol" in data else None
 
 
 def _to_instant(value: dt.date | dt.datetime, *, zone: ZoneInfo, is_end: bool) -> dt.datetime:
@@ -281,16 +348,70 @@ def _parameters(*, intraday: bool) -> list[OpenApiParameter]:
     return params
 
 
+class _UserCache:
+    """Users authenticated by JWT, by id, for a few seconds (per process).
+
+    simplejwt reads the whole user row on every request; on the history endpoints that query
+    cost as much as reading the bars. Only active users that passed every check are kept;
+    saving or deleting a user in this process drops its entry, other processes see the change
+    within ``HISTORY_AUTH_CACHE_S`` (default 10; 0 turns the cache off). Read-only objects.
+    """
+
+    max_entries = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, user_id: Any):
+        hit = self._entries.get(user_id)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, user_id: Any, user, ttl_s: float) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[user_id] = (time.monotonic() + ttl_s, user)
+
+    def forget(self, sender=None, instance=None, **_kwargs) -> None:
+        if instance is not None:
+            self._entries.pop(getattr(instance, jwt_settings.USER_ID_FIELD, instance.pk), None)
+
+
+_user_cache = _UserCache()
+post_save.connect(_user_cache.forget, sender=settings.AUTH_USER_MODEL, dispatch_uid="history-user-cache-save")
+post_delete.connect(_user_cache.forget, sender=settings.AUTH_USER_MODEL, dispatch_uid="history-user-cache-delete")
+
+
+class CachedUserJWTAuthentication(JWTAuthentication):
+    """simplejwt's authentication with the user row cached briefly (``_UserCache``)."""
+
+    def get_user(self, validated_token):
+        ttl_s = float(getattr(settings, "HISTORY_AUTH_CACHE_S", 10.0))
+        user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)
+        # Revocation by password change compares the token with the current row: no cache then.
+        if ttl_s <= 0 or user_id is None or jwt_settings.CHECK_REVOKE_TOKEN:
+            return super().get_user(validated_token)
+        user = _user_cache.get(user_id)
+        if user is None:
+            user = super().get_user(validated_token)  # unknown or inactive users raise: never cached
+            _user_cache.put(user_id, user, ttl_s)
+        return user
+
+
 class _HistoryView(APIView):
     """Shared flow: validate, resolve the instrument and range, read one page, render with orjson."""
 
+    authentication_classes = [CachedUserJWTAuthentication, SessionAuthentication]
     renderer_classes = [JSONRenderer]
     query_serializer: type[HistoryQuerySerializer] = HistoryQuerySerializer
 
     def _query(self, request) -> tuple[dict[str, Any], Instrument, ZoneInfo]:
-        query = self.query_serializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        data = query.validated_data
+        data = fast_history_query(request.query_params, intraday=self.query_serializer is IntradayQuerySerializer)
+        if data is None:
+            query = self.query_serializer(data=request.query_params)
+            query.is_valid(raise_exception=True)
+            data = query.validated_data
         try:
             instrument = instrument_for_symbol(symbol=data["symbol"], exchange=data.get("exchange"))
         except AmbiguousSymbolError as exc:
