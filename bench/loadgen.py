@@ -138,9 +138,7 @@ class Client(asyncio.Protocol):
                 return
             del buf[: end + 4]
             self.handshaken = True
-            self.transport.write(
-                mask_frame(1, orjson.dumps({"message_type": "subscribe", "channels": self.symbols}))
-            )
+            self.transport.write(mask_frame(1, orjson.dumps({"message_type": "subscribe", "channels": self.symbols})))
         pos = 0
         n = len(buf)
         while n - pos >= 2:
@@ -347,9 +345,7 @@ async def main(config_path: str) -> None:
         "last_ns": measure.last_ns,
         "errors": (errors + measure.errors)[:20],
         # per client: {symbol: [last seq, messages received]}
-        "seqs": [
-            {k.decode(): [int(c.last.get(k, 0)), n] for k, n in c.counts.items()} for c in clients
-        ],
+        "seqs": [{k.decode(): [int(c.last.get(k, 0)), n] for k, n in c.counts.items()} for c in clients],
         "e2e": [(now, i, s.decode(), v.decode()) for now, i, found in measure.e2e for s, v in found],
     }
     _write(out + ".json", orjson.dumps(summary))

@@ -70,9 +70,7 @@ class Baseline:
                             await self.pubsub.subscribe(ch)
                     members.add(ws)
                     joined.append(ch)
-                    await ws.send(
-                        orjson.dumps({"message_type": "info", "message": f"Subscribed to {name}"}).decode()
-                    )
+                    await ws.send(orjson.dumps({"message_type": "info", "message": f"Subscribed to {name}"}).decode())
         except websockets.ConnectionClosed:
             pass
         finally:
