@@ -304,7 +304,7 @@ class MarketDataConsumer:
     async def _send_snapshots(self, snapshots: dict[str, LiveInstrument]) -> None:
         by_id = {instrument.instrument_id: (group, instrument) for group, instrument in snapshots.items()}
         try:
-            quotes = await self.hub.store.latest_quotes(list(by_id))
+            quotes = await self.hub.latest_quotes(list(by_id))
         except Exception:
             logger.warning("reading snapshots from the tick store failed", exc_info=True)
             return

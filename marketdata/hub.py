@@ -54,6 +54,10 @@ BAR_GROUP_PREFIX = "bar1m."
 # The channel layers forget memberships older than their ``group_expiry`` (a day by
 # default); a hub lives as long as its process, so it renews them well before that.
 GROUP_REFRESH_S = 3600.0
+# Snapshot reads in flight at once per process: redis-py's pool refuses a 101st connection
+# (MaxConnectionsError) instead of waiting, and a thousand dashboards reconnecting at once
+# would each read their snapshot at the same moment.
+SNAPSHOT_READS = 16
 _TIMESTAMP = '"timestamp":"'
 
 
@@ -537,6 +541,7 @@ class FanoutHub:
         self._background: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
         self._refresher: asyncio.Task | None = None
+        self._snapshot_gate = asyncio.Semaphore(SNAPSHOT_READS)
         self.direct: RedisPubSubSource | None = None
         if RedisPubSubSource.supported(layer):
             self.direct = RedisPubSubSource(layer, self._dispatch, self.spawn)
@@ -547,6 +552,11 @@ class FanoutHub:
         if self._store is None:
             self._store = get_tick_store()
         return self._store
+
+    async def latest_quotes(self, instrument_ids: list[int]) -> dict:
+        """The tick store's latest quotes, with at most ``SNAPSHOT_READS`` reads in flight."""
+        async with self._snapshot_gate:
+            return await self.store.latest_quotes(instrument_ids)
 
     # --- subscriptions ----------------------------------------------------------------------
     async def _ensure_channel(self) -> str:
