@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 # Tests run in the stack mode against the local PostgreSQL and Redis unless told otherwise.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/marketapp
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# Benchmarks use their own database and Redis db (created, migrated and flushed by bench/).
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/marketapp_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/7
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint migrate seed clean
+.PHONY: setup run test lint migrate seed clean bench bench-quick
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +45,13 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# All five benchmarks (bench/results/<name>.json); bench-quick is the same, small and short.
+bench: setup
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(BIN)/python -m bench.run
+
+bench-quick: setup
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(BIN)/python -m bench.run --quick
 
 clean:
 	rm -rf var/*.sqlite3* var/static

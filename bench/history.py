@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import urllib.request
+from pathlib import Path
 
 from bench import common
 
@@ -47,7 +49,13 @@ APPS = {
 }
 
 
-FIELDS = ("req_per_s", "p50_ms", "p99_ms", "max_ms", "requests")
+FIELDS = ("req_per_s", "p50_ms", "p99_ms", "max_ms", "requests", "server_cpu_ms_per_req")
+# The framework floor (bench/floor.py): the same server answering "{}" with no work.
+FLOORS = {
+    "django_view": ("marketapp.asgi:application", {"DJANGO_SETTINGS_MODULE": "bench.floor_settings"}, "/floor/django"),
+    "drf_jwt_view": ("marketapp.asgi:application", {"DJANGO_SETTINGS_MODULE": "bench.floor_settings"}, "/floor/drf"),
+    "raw_asgi": ("bench.history_baseline:app", {}, "/floor"),
+}
 
 
 def seed() -> dict[str, int]:
@@ -103,9 +111,7 @@ def seed() -> dict[str, int]:
 
 
 def _get(port: int, path: str, token: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
-    )
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
         return json.loads(response.read())
 
@@ -130,10 +136,24 @@ def load(port: int, path: str, token: str, *, duration: float, warmup: float) ->
         "--warmup",
         str(warmup),
     ]
-    out = subprocess.run(
-        cmd, check=True, capture_output=True, text=True, cwd=common.ROOT, env=common.bench_env()
-    )
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=common.ROOT, env=common.bench_env())
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load_with_cpu(server: common.Process, path: str, token: str, *, duration: float, warmup: float) -> dict:
+    """``load`` plus the server's CPU per request over the whole run (warm-up included)."""
+    before = _cpu_s(server.proc.pid)
+    result = load(server.port, path, token, duration=duration, warmup=warmup)
+    spent = _cpu_s(server.proc.pid) - before
+    done = result["requests"] * (duration + warmup) / duration  # requests of the whole run, about
+    result["server_cpu_ms_per_req"] = round(1000 * spent / max(done, 1), 3)
+    return result
 
 
 def measure(kind: str, app_name: str, token: str, expected: dict[str, int], *, duration: float, warmup: float) -> dict:
@@ -145,18 +165,30 @@ def measure(kind: str, app_name: str, token: str, expected: dict[str, int], *, d
         for endpoint, path in ENDPOINTS.items():
             body = _get(server.port, path, token)  # also warms the process up
             assert len(body["results"]) == expected[endpoint], (app_name, endpoint, len(body["results"]))
-            result = load(server.port, path, token, duration=duration, warmup=warmup)
+            result = _load_with_cpu(server, path, token, duration=duration, warmup=warmup)
             assert result["non_200"] == 0, (app_name, endpoint, result)
             result["server_rss_kib"] = server.rss_kib()
             results[endpoint] = result
     return results
 
 
+def measure_floors(kind: str, token: str, *, duration: float, warmup: float) -> dict:
+    """Each framework floor on its own server process of ``kind``."""
+    out = {}
+    for name, (app, env, path) in FLOORS.items():
+        with common.server(kind, f"history-{kind}-floor-{name}", app, **env) as server:
+            _get(server.port, path, token)
+            result = _load_with_cpu(server, path, token, duration=duration, warmup=warmup)
+            assert result["non_200"] == 0, (name, result)
+            out[name] = {k: result[k] for k in FIELDS}
+    return out
+
+
 def run(*, quick: bool) -> dict:
     common.setup_django()
     expected = seed()
     token = common.access_token()
-    duration, warmup = (5.0, 1.0) if quick else (20.0, 2.0)
+    duration, warmup = (4.0, 0.5) if quick else (20.0, 2.0)
     kinds = ["daphne"] if quick else ["daphne", "uvicorn"]
 
     figures: dict = {"concurrency": CONCURRENCY, "duration_s": duration, "rows": expected}
@@ -173,6 +205,9 @@ def run(*, quick: bool) -> dict:
                 key = f"{kind}.{endpoint}.{name}"
                 figures[key] = {k: o[k] for k in FIELDS}
                 ratios[key] = figures[key]["ratio"] = common.ratio(o["req_per_s"], b["req_per_s"])
+        if not quick:
+            for name, floor in measure_floors(kind, token, duration=duration / 2, warmup=warmup).items():
+                figures[f"{kind}.floor.{name}"] = floor
     headline = min(ratios[f"daphne.{e}.ours_pooled"] for e in ENDPOINTS)
     shipped = min(ratios[f"daphne.{e}.ours"] for e in ENDPOINTS)
     common.write_result(
@@ -188,6 +223,8 @@ def run(*, quick: bool) -> dict:
             f"(committed settings, a connection per request: {shipped})",
             "ours: Django + DRF + JWT auth + permissions; baseline: raw ASGI app, same SQL, psycopg + orjson, no auth",
             "ours_pooled: the same with bench/pool_settings.py (psycopg-pool, CONN_MAX_AGE=0), the proposed settings",
+            "floor.*: the same server answering {} with no work: a plain Django view, a DRF view with the JWT "
+            "auth and permission (project middleware), the raw ASGI app (full runs only)",
             f"server (one process) on core {common.SERVER_CORE}; load generator on core {common.LOAD_CORE}; "
             "PostgreSQL unpinned",
         ],

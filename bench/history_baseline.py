@@ -76,6 +76,9 @@ async def app(scope, receive, send) -> None:
     if scope["type"] != "http":
         return
     path = scope["path"].rstrip("/")
+    if path == "/floor":  # the server and ASGI floor, no work (see bench.floor)
+        await _send(send, 200, b"{}")
+        return
     if path not in ("/marketdata/intraday", "/marketdata/daily"):
         await _send(send, 404, b'{"detail":"Not found.","status_code":404}')
         return
