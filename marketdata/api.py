@@ -360,22 +360,22 @@ class _UserCache:
     max_entries = 10_000
 
     def __init__(self) -> None:
-        self._entries: dict[Any, tuple[float, Any]] = {}
+        self._entries: dict[str, tuple[float, Any]] = {}
 
-    def get(self, user_id: Any):
+    def get(self, user_id: str):
         hit = self._entries.get(user_id)
         if hit is None or hit[0] < time.monotonic():
             return None
         return hit[1]
 
-    def put(self, user_id: Any, user, ttl_s: float) -> None:
+    def put(self, user_id: str, user, ttl_s: float) -> None:
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[user_id] = (time.monotonic() + ttl_s, user)
 
     def forget(self, sender=None, instance=None, **_kwargs) -> None:
         if instance is not None:
-            self._entries.pop(getattr(instance, jwt_settings.USER_ID_FIELD, instance.pk), None)
+            self._entries.pop(str(getattr(instance, jwt_settings.USER_ID_FIELD, instance.pk)), None)
 
 
 _user_cache = _UserCache()
@@ -392,10 +392,11 @@ class CachedUserJWTAuthentication(JWTAuthentication):
         # Revocation by password change compares the token with the current row: no cache then.
         if ttl_s <= 0 or user_id is None or jwt_settings.CHECK_REVOKE_TOKEN:
             return super().get_user(validated_token)
-        user = _user_cache.get(user_id)
+        key = str(user_id)  # simplejwt writes the claim as a string
+        user = _user_cache.get(key)
         if user is None:
             user = super().get_user(validated_token)  # unknown or inactive users raise: never cached
-            _user_cache.put(user_id, user, ttl_s)
+            _user_cache.put(key, user, ttl_s)
         return user
 
 
