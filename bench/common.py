@@ -65,6 +65,7 @@ PACKAGES = (
     "hiredis",
     "psycopg",
     "psycopg-binary",
+    "psycopg-pool",
     "orjson",
     "websockets",
     "aiohttp",
