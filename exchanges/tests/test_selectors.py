@@ -169,9 +169,7 @@ def test_past_the_calendars_data_the_row_hours_and_holiday_rows_apply(nse):
     assert exchange_session(exchange=nse, date=dt.date(2030, 1, 5)) is None  # Saturday
     ExchangeHoliday.objects.create(exchange=nse, date=dt.date(2030, 1, 8), name="Test holiday")
     assert exchange_session(exchange=nse, date=dt.date(2030, 1, 8)) is None
-    assert exchange_holidays(exchange=nse, start=dt.date(2030, 1, 1), end=dt.date(2030, 1, 10)) == [
-        dt.date(2030, 1, 8)
-    ]
+    assert exchange_holidays(exchange=nse, start=dt.date(2030, 1, 1), end=dt.date(2030, 1, 10)) == [dt.date(2030, 1, 8)]
     assert exchange_is_open(exchange=nse, at=dt.datetime(2030, 1, 7, 10, 0, tzinfo=kolkata))
     sessions = exchange_sessions(exchange=nse, start=dt.date(2026, 12, 30), end=dt.date(2027, 1, 5))
     assert [s.date for s in sessions][-2:] == [dt.date(2027, 1, 4), dt.date(2027, 1, 5)]
