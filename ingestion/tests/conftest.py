@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 
 from ingestion.tickstore.memory import MemoryTickStore
 from ingestion.tickstore.redis import RedisTickStore
@@ -45,3 +50,29 @@ class RecordingPublisher:
 @pytest.fixture
 def recorder():
     return RecordingPublisher()
+
+
+@pytest.fixture
+def restart_database():
+    """Terminate the other connections to the test database, as a database restart does.
+
+    The worker threads' connections die with it. The main thread's connection is closed at
+    teardown, so that the test database can still be emptied after the test.
+    """
+
+    def restart() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    yield sync_to_async(restart)
+    connection.close()
+
+
+def one_worker_thread() -> None:
+    """Run every ``sync_to_async(thread_sensitive=False)`` call in one thread, so the thread
+    whose connection is killed is certainly the one used next."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
 
 from exchanges.models import Exchange
 from exchanges.tests.factories import ExchangeFactory
@@ -21,6 +19,7 @@ from ingestion.manager import ProviderManager
 from ingestion.models import Provider
 from ingestion.providers.base import FeedStatus
 from ingestion.streaming import stream_plan
+from ingestion.tests.conftest import one_worker_thread
 from ingestion.tests.factories import (
     ExchangeProviderMappingFactory,
     ProviderFactory,
@@ -58,32 +57,6 @@ async def make_manager():
     async with asyncio.timeout(10):
         for manager in managers:
             await manager.stop()
-
-
-@pytest.fixture
-def restart_database():
-    """Terminate the other connections to the test database, as a database restart does.
-
-    The worker threads' connections die with it. The main thread's connection is closed at
-    teardown, so that the test database can still be emptied after the test.
-    """
-
-    def restart() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
-
-    yield db(restart)
-    connection.close()
-
-
-def one_worker_thread() -> None:
-    """Run every ``sync_to_async(thread_sensitive=False)`` call in one thread, so the thread
-    whose connection is killed is certainly the one used next."""
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
 
 
 def served(manager: ProviderManager, code: str) -> set[int]:

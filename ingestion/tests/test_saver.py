@@ -10,7 +10,6 @@ import asyncio
 import io
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import orjson
@@ -35,6 +34,7 @@ from ingestion.saver import (
     bars_upsert_counted,
     persist_lag_status,
 )
+from ingestion.tests.conftest import one_worker_thread
 from ingestion.tests.factories import ProviderFactory
 from ingestion.ticks import Tick
 from ingestion.tickstore import StoreBatch
@@ -111,32 +111,6 @@ async def rejecting_database():
     await db(_reject_writes)(True)
     yield lambda: db(_reject_writes)(False)
     await db(_reject_writes)(False)
-
-
-@pytest.fixture
-def restart_database():
-    """Terminate the other connections to the test database, as a database restart does.
-
-    The worker threads' connections die with it. The main thread's connection is closed at
-    teardown, so that the test database can still be emptied after the test.
-    """
-
-    def restart() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
-
-    yield db(restart)
-    connection.close()
-
-
-def one_worker_thread() -> None:
-    """Run every ``sync_to_async(thread_sensitive=False)`` call in one thread, so the thread
-    whose connection is killed is certainly the one used next."""
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
 
 
 async def test_closed_bars_are_saved_once_and_acknowledged(setup):
