@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from requests import RequestException
 
 from accounts import services
-from marketapp.api.errors import error_body
+from core.api.errors import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 from django.db import models
 
-from marketapp.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
+from core.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 
 from .models import User, Watchlist, WatchlistItem
 

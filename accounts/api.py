@@ -19,7 +19,7 @@ from accounts import services
 from accounts.models import User
 from accounts.selectors import google_login_configured
 from accounts.throttles import AuthRateThrottle
-from marketapp.api.schema import error_responses
+from core.api.schema import error_responses
 
 TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 

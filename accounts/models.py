@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
 
-from marketapp.models import BaseModel
+from core.models import BaseModel
 
 
 class UserManager(BaseUserManager):

@@ -16,9 +16,9 @@ from rest_framework.views import APIView
 
 from accounts import watchlists
 from accounts.models import Watchlist, WatchlistItem
+from core.api.errors import Conflict
+from core.api.schema import error_responses
 from instruments.models import Instrument
-from marketapp.api.errors import Conflict
-from marketapp.api.schema import error_responses
 from marketdata.selectors import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
 
 WATCHLIST_ID = OpenApiParameter("watchlist_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Watchlist id.")

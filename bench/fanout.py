@@ -4,7 +4,7 @@ The real web server (daphne, then uvicorn, each on core 0) with the Redis pub/su
 layer; 1,000 clients (4 load-generator processes x 250 connections, on core 1), each
 subscribed to 10 of 100 symbols, so every symbol has 100 subscribers; a publisher (this
 process, core 1) sends 2,000 quote updates per second (20 per symbol) for 30 s (quick:
-5 s) through ``ingestion.publish.ChannelLayerPublisher``, the engine's own publisher, with
+5 s) through ``marketdata.live.protocol.ChannelLayerPublisher``, the engine's own publisher, with
 real quote payloads carrying ``sent_ns`` (``time.time_ns()`` when the update was encoded).
 
 Reported per server: delivered messages per second, latency publish -> client receive
@@ -97,8 +97,8 @@ async def publish(symbols: dict[str, int], *, rate: float, duration: float, exch
     """Publish ``rate`` updates/s round-robin over ``symbols`` for ``duration`` s; returns what was sent."""
     from channels_redis.pubsub import RedisPubSubChannelLayer
 
-    from ingestion.bars import Quote
-    from ingestion.publish import ChannelLayerPublisher, quote_group, quote_payload
+    from marketdata.live.protocol import ChannelLayerPublisher, quote_group, quote_payload
+    from marketdata.live.types import Quote
 
     layer = RedisPubSubChannelLayer(hosts=[common.bench_redis_url()], prefix=PREFIX)
     publisher = ChannelLayerPublisher(layer)

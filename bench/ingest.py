@@ -80,8 +80,8 @@ def new_engine(instruments):
     from channels.layers import channel_layers
 
     from ingestion.engine import Engine
-    from ingestion.publish import ChannelLayerPublisher
-    from ingestion.tickstore.redis import RedisTickStore
+    from marketdata.live.protocol import ChannelLayerPublisher
+    from marketdata.live.store.redis import RedisTickStore
 
     store = RedisTickStore(common.bench_redis_url())
     engine = Engine(store=store, publisher=ChannelLayerPublisher(channel_layers["default"]))
@@ -146,7 +146,7 @@ async def _listener(instrument_id: int):
     """
     from channels.layers import channel_layers
 
-    from ingestion.publish import quote_group
+    from marketdata.live.protocol import quote_group
 
     layer = channel_layers["default"]
     channel = await layer.new_channel()
@@ -197,7 +197,7 @@ async def baseline_async(ticks: list, batch: int) -> float:
     """Pipelined XADD with redis-py's asyncio client: seconds."""
     import redis.asyncio as aioredis
 
-    from ingestion.tickstore.redis import tick_key
+    from marketdata.live.store.redis import tick_key
 
     client = aioredis.Redis.from_url(common.bench_redis_url())
     t0 = time.perf_counter()
@@ -215,7 +215,7 @@ def baseline_sync(ticks: list, batch: int) -> float:
     """Pipelined XADD with redis-py's synchronous client: seconds."""
     import redis
 
-    from ingestion.tickstore.redis import tick_key
+    from marketdata.live.store.redis import tick_key
 
     client = redis.Redis.from_url(common.bench_redis_url())
     t0 = time.perf_counter()

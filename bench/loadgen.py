@@ -42,7 +42,7 @@ from pathlib import Path
 import orjson
 
 _INFO_SUB = b'"Subscribed to '
-# Data messages start with these keys (ingestion.publish.quote_payload); snapshots do not match.
+# Data messages start with these keys (marketdata.live.protocol.quote_payload); snapshots do not match.
 _DATA_SYMBOL = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"')
 _SYMBOL_SEQ = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"[^}]*?"seq":(\d+)')
 _SENT_NS = re.compile(rb'"sent_ns":(\d+)\}')

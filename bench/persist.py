@@ -48,7 +48,7 @@ COLUMNS = (
 
 def make_bars(n: int, instrument_ids: list[int], provider: str) -> list:
     """``n`` bars, consecutive minutes per instrument, instruments interleaved as the engine closes them."""
-    from ingestion.bars import Bar
+    from marketdata.live.types import Bar
 
     per = n // len(instrument_ids)
     bars = []
@@ -64,7 +64,7 @@ def fill_stream(bars: list) -> None:
     """The bars into ``md:persist`` as the tick store writes them (field ``bar``, JSON)."""
     import redis
 
-    from ingestion.tickstore.redis import PERSIST
+    from marketdata.live.store.redis import PERSIST
 
     client = redis.Redis.from_url(common.bench_redis_url())
     client.delete(PERSIST)
@@ -121,7 +121,7 @@ def count_rows(table: str) -> int:
 async def saver_flush() -> tuple[float, int]:
     """``BarSaver.flush()`` over the whole stream: (seconds, bars saved)."""
     from ingestion.saver import BarSaver
-    from ingestion.tickstore.redis import RedisTickStore
+    from marketdata.live.store.redis import RedisTickStore
 
     store = RedisTickStore(common.bench_redis_url())
     saver = BarSaver(store=store, consumer="bench")

@@ -6,8 +6,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 from ingestion.admin import ExchangeProviderMappingInline
-from marketapp.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 
 from .models import Exchange, ExchangeHoliday
 

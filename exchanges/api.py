@@ -9,10 +9,10 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketapp.api.errors import Conflict
-from marketapp.api.pagination import LimitOffsetPagination
-from marketapp.api.params import query_flag
-from marketapp.api.schema import error_responses
+from core.api.errors import Conflict
+from core.api.pagination import LimitOffsetPagination
+from core.api.params import query_flag
+from core.api.schema import error_responses
 
 from .filters import ExchangeFilter
 from .models import Exchange

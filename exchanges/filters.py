@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
-from marketapp.api.params import StrictBooleanFilter
+from core.api.params import StrictBooleanFilter
 
 from .models import Exchange
 

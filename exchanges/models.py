@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Upper
 
-from marketapp.models import BaseModel
+from core.models import BaseModel
 
 from .validators import validate_calendar_code, validate_currency, validate_timezone
 

@@ -24,8 +24,8 @@ from django.utils.text import Truncator
 from django.utils.timezone import localtime
 from django.views.decorators.debug import sensitive_post_parameters
 
+from core.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 from instruments.models import Instrument
-from marketapp.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 
 from . import streams
 from .models import ExchangeProviderMapping, PopulateJob, Provider, ProviderInstrumentMapping

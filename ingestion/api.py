@@ -17,13 +17,13 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api.errors import Conflict
+from core.api.pagination import LimitOffsetPagination
+from core.api.permissions import IsAdminRole
+from core.api.schema import error_responses
 from exchanges.models import Exchange
 from instruments.api import IdOrCodeRelatedField
 from instruments.models import Instrument
-from marketapp.api.errors import Conflict
-from marketapp.api.pagination import LimitOffsetPagination
-from marketapp.api.permissions import IsAdminRole
-from marketapp.api.schema import error_responses
 
 from . import streams
 from .models import ExchangeProviderMapping, Provider, ProviderInstrumentMapping

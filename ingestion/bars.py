@@ -1,42 +1,14 @@
 """One-minute bar aggregation and the latest-quote state, both per instrument, in memory.
 
-The engine owns one ``BarAggregator`` and one ``QuoteBook``; the tick store persists what
-they produce. Times are UTC epoch milliseconds throughout.
+The engine owns one ``BarAggregator``; the tick store persists what it produces (the
+``Bar`` and ``Quote`` types belong to ``marketdata.live.types``). Times are UTC epoch milliseconds throughout.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from marketdata.live.types import MINUTE_MS, Bar, Quote, minute_floor
 
-MINUTE_MS = 60_000
-
-
-def minute_floor(ts_ms: int) -> int:
-    """The open instant (ms) of the minute containing ``ts_ms``."""
-    return ts_ms - ts_ms % MINUTE_MS
-
-
-@dataclass(slots=True)
-class Bar:
-    """An OHLCV bar; ``ts`` is its open instant in UTC ms."""
-
-    instrument_id: int
-    ts: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: int = 0
-    trades: int = 0
-    interval: str = "1m"
-    provider: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Bar:
-        return cls(**data)
+__all__ = ["MINUTE_MS", "Bar", "BarAggregator", "Quote", "minute_floor"]
 
 
 class BarAggregator:
@@ -86,38 +58,3 @@ class BarAggregator:
         """Reinstate open bars saved before a restart."""
         for bar in bars:
             self.open_bars[bar.instrument_id] = bar
-
-
-@dataclass(slots=True)
-class Quote:
-    """The latest state of one instrument for the current session."""
-
-    instrument_id: int
-    ts: int
-    last: float
-    open: float
-    high: float
-    low: float
-    volume: int = 0
-    previous_close: float | None = None
-    bid: float | None = None
-    ask: float | None = None
-    seq: int = 0
-    provider: str = ""
-
-    @property
-    def change(self) -> float | None:
-        return None if self.previous_close in (None, 0) else self.last - self.previous_close
-
-    @property
-    def change_percent(self) -> float | None:
-        if self.previous_close in (None, 0):
-            return None
-        return (self.last - self.previous_close) / self.previous_close * 100.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Quote:
-        return cls(**data)

@@ -20,11 +20,12 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from ingestion.bars import Bar, BarAggregator, Quote
+from ingestion.bars import BarAggregator
 from ingestion.normalize import VolumeNormalizer
-from ingestion.publish import bar_group, bar_payload, encode, quote_group, quote_payload
 from ingestion.ticks import Tick
-from ingestion.tickstore import StoreBatch, TickStore
+from marketdata.live.protocol import bar_group, bar_payload, encode, quote_group, quote_payload
+from marketdata.live.store import StoreBatch, TickStore
+from marketdata.live.types import Bar, Quote
 
 logger = logging.getLogger(__name__)
 

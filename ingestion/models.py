@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from marketapp.fields import EncryptedJSONField
-from marketapp.models import BaseModel
+from core.fields import EncryptedJSONField
+from core.models import BaseModel
 
 # Default settings per provider kind; a Provider row's settings are merged over these.
 DEFAULT_SETTINGS: dict[str, dict] = {

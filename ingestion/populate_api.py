@@ -17,9 +17,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.permissions import IsAdminRole
+from core.api.schema import error_responses
 from ingestion.backfill import BackfillError
-from marketapp.api.permissions import IsAdminRole
-from marketapp.api.schema import error_responses
 
 from .jobs import (
     FILE_FORMATS,

@@ -11,9 +11,9 @@ from django.conf import settings
 
 from ingestion.engine import Engine
 from ingestion.manager import ProviderManager
-from ingestion.publish import ChannelLayerPublisher
 from ingestion.saver import BarSaver
-from ingestion.tickstore import get_tick_store
+from marketdata.live.protocol import ChannelLayerPublisher
+from marketdata.live.store import get_tick_store
 
 logger = logging.getLogger(__name__)
 

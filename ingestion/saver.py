@@ -26,8 +26,8 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from ingestion.bars import MINUTE_MS, Bar
-from ingestion.tickstore import PersistEntry, TickStore, get_tick_store
+from marketdata.live.store import PersistEntry, TickStore, get_tick_store
+from marketdata.live.types import MINUTE_MS, Bar
 from marketdata.models import PriceHistoryIntraday
 
 logger = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ def persist_lag_status(*, timeout_s: float = 1.0) -> dict[str, Any]:
 def _redis_lag(url: str, timeout_s: float) -> tuple[int, int | None]:
     import redis
 
-    from ingestion.tickstore.redis import PERSIST
+    from marketdata.live.store.redis import PERSIST
 
     client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     try:

@@ -68,7 +68,7 @@ def persist_bars(batch_size: int = 5000) -> dict:
 
 async def _flush(batch_size: int) -> dict:
     from ingestion.saver import BarSaver
-    from ingestion.tickstore import get_tick_store
+    from marketdata.live.store import get_tick_store
 
     store = get_tick_store()
     try:

@@ -6,8 +6,8 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from core.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 from ingestion.admin import ProviderInstrumentMappingInline
-from marketapp.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 
 from .models import Instrument, InstrumentType, Sector
 

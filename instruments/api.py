@@ -16,11 +16,11 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api.errors import Conflict
+from core.api.pagination import LimitOffsetPagination
+from core.api.params import query_flag
+from core.api.schema import error_responses
 from exchanges.models import Exchange
-from marketapp.api.errors import Conflict
-from marketapp.api.pagination import LimitOffsetPagination
-from marketapp.api.params import query_flag
-from marketapp.api.schema import error_responses
 
 from .filters import MAX_ID
 from .models import Instrument, InstrumentType, Sector

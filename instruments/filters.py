@@ -6,7 +6,7 @@ import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
 
-from marketapp.api.params import StrictBooleanFilter
+from core.api.params import StrictBooleanFilter
 
 from .models import Instrument
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from core.models import BaseModel
 from exchanges.validators import validate_currency
-from marketapp.models import BaseModel
 
 
 class Sector(BaseModel):

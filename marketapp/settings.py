@@ -227,8 +227,8 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["marketapp.api.permissions.IsAdminRoleOrReadOnly"],
-    "EXCEPTION_HANDLER": "marketapp.api.errors.exception_handler",
+    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.IsAdminRoleOrReadOnly"],
+    "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -252,7 +252,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "marketapp.api.schema.postprocess_schema",
+        "core.api.schema.postprocess_schema",
     ],
 }
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)

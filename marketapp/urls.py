@@ -16,10 +16,10 @@ urlpatterns = [
     path("", include("instruments.urls")),
     path("", include("ingestion.urls")),
     path("", include("marketdata.urls")),
-    path("", include("marketapp.api.health")),
+    path("", include("marketapp.health")),
 ]
 
-handler400 = "marketapp.api.errors.handler400"
-handler403 = "marketapp.api.errors.handler403"
-handler404 = "marketapp.api.errors.handler404"
-handler500 = "marketapp.api.errors.handler500"
+handler400 = "core.api.errors.handler400"
+handler403 = "core.api.errors.handler403"
+handler404 = "core.api.errors.handler404"
+handler500 = "core.api.errors.handler500"

@@ -7,8 +7,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.admin_actions import AuditedAdminMixin
 from ingestion.admin import ProviderListFilter, RelatedChoicesMixin
-from marketapp.admin_actions import AuditedAdminMixin
 
 from .models import PriceHistoryDaily, PriceHistoryIntraday
 

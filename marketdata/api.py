@@ -50,8 +50,8 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
+from core.api.schema import error_responses
 from instruments.models import Instrument
-from marketapp.api.schema import error_responses
 from marketdata.selectors import (
     INTERVALS,
     STORED_INTERVAL,

@@ -16,9 +16,9 @@ import time
 
 from channels.db import database_sync_to_async
 
-from ingestion.publish import bar_group, encode, quote_group, quote_payload
-from marketdata.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
-from marketdata.outbox import Outbox
+from marketdata.live.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
+from marketdata.live.outbox import Outbox
+from marketdata.live.protocol import bar_group, encode, quote_group, quote_payload
 from marketdata.ws_middleware import SCOPE_AUTH_ERROR, SCOPE_BACKLOG, SCOPE_RAW_SEND, user_for_token
 from marketdata.ws_protocol import (
     PONG,

@@ -16,10 +16,10 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ingestion.publish import quote_payload
-from ingestion.tickstore.sync import latest_quotes
-from marketapp.api.schema import error_responses
-from marketdata.hub import LiveInstrument, ResolveError, resolve_symbols
+from core.api.schema import error_responses
+from marketdata.live.hub import LiveInstrument, ResolveError, resolve_symbols
+from marketdata.live.protocol import quote_payload
+from marketdata.live.store.sync import latest_quotes
 
 MAX_SYMBOLS = 100
 MAX_SYMBOL_CHARS = 100

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from marketapp.models import BaseModel
+from core.models import BaseModel
 
 
 class PriceHistoryIntraday(BaseModel):

@@ -12,8 +12,8 @@ from django.shortcuts import render
 
 from accounts.watchlist_api import WatchlistOutputSerializer
 from accounts.watchlists import watchlist_default_ensure, watchlist_list
+from core.api.permissions import is_admin
 from ingestion.selectors import provider_list
-from marketapp.api.permissions import is_admin
 from marketdata.selectors import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
 
 

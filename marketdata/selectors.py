@@ -370,8 +370,8 @@ def live_minutes(*, instrument_id: int, start: dt.datetime, end: dt.datetime) ->
     Only asked for when the range reaches into the store's retention window; a tick store that
     cannot be reached leaves the answer to what PostgreSQL holds, rather than failing it.
     """
-    from ingestion.tickstore.base import BAR_RETENTION_MS
-    from ingestion.tickstore.sync import recent_bars
+    from marketdata.live.store.base import BAR_RETENTION_MS
+    from marketdata.live.store.sync import recent_bars
 
     now = dt.datetime.now(dt.UTC)
     if end <= now - dt.timedelta(milliseconds=BAR_RETENTION_MS):

@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
-from marketdata.outbox import transport_backlog_probe
+from marketdata.live.outbox import transport_backlog_probe
 
 MAX_TOKEN_CHARS = 4096
 SCOPE_AUTH_ERROR = "marketapp.auth_error"

@@ -10,8 +10,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from ingestion.tickstore.memory import MemoryTickStore
-from ingestion.tickstore.redis import RedisTickStore
+from marketdata.live.store.memory import MemoryTickStore
+from marketdata.live.store.redis import RedisTickStore
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import orjson
 import pandas as pd
 import pytest
 
-from ingestion.bars import MINUTE_MS
 from ingestion.engine import Engine, InstrumentMeta
-from ingestion.publish import ChannelLayerPublisher, bar_group, quote_group
 from ingestion.ticks import Tick
+from marketdata.live.protocol import ChannelLayerPublisher, bar_group, quote_group
+from marketdata.live.types import MINUTE_MS
 
 T0 = 1_705_312_800_000  # 2024-01-15T10:00:00Z, a minute boundary
 
@@ -175,7 +175,7 @@ async def test_publishing_through_the_real_redis_channel_layer(settings):
     channel = await layer.new_channel()
     await layer.group_add(quote_group(42), channel)
     try:
-        from ingestion.tickstore.memory import MemoryTickStore
+        from marketdata.live.store.memory import MemoryTickStore
 
         engine = await make_engine(MemoryTickStore(), ChannelLayerPublisher(layer), meta(42, "^NSEI", "NSE"))
         await engine.process([tick(T0, 21_000.5, size=1, iid=42)])
@@ -190,7 +190,7 @@ async def test_publishing_through_the_real_redis_channel_layer(settings):
 @pytest.mark.parametrize("n", [1, 3])
 async def test_store_write_is_retried_when_redis_is_unreachable(n, recorder):
     """A store that fails n times then works: nothing is lost or applied twice."""
-    from ingestion.tickstore.memory import MemoryTickStore
+    from marketdata.live.store.memory import MemoryTickStore
 
     class Flaky(MemoryTickStore):
         def __init__(self):

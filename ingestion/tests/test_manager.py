@@ -25,9 +25,9 @@ from ingestion.tests.factories import (
     ProviderFactory,
     ProviderInstrumentMappingFactory,
 )
-from ingestion.tickstore.memory import MemoryTickStore
 from instruments.models import Instrument
 from instruments.tests.factories import InstrumentFactory
+from marketdata.live.store.memory import MemoryTickStore
 from marketdata.tests.factories import PriceHistoryDailyFactory
 
 FAST_SIM = {"seed": 1, "ticks_per_second": 20, "tick_interval_ms": 50}

@@ -38,12 +38,12 @@ from django.conf import settings
 from django.db import connection
 
 from exchanges.tests.factories import ExchangeFactory
-from ingestion.bars import MINUTE_MS, Bar
 from ingestion.models import Provider
 from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFactory
-from ingestion.tickstore import StoreBatch
-from ingestion.tickstore.redis import RedisTickStore
 from instruments.tests.factories import InstrumentFactory
+from marketdata.live.store import StoreBatch
+from marketdata.live.store.redis import RedisTickStore
+from marketdata.live.types import MINUTE_MS, Bar
 from marketdata.models import PriceHistoryIntraday
 
 ROOT = Path(settings.BASE_DIR)

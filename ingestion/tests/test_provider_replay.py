@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from ingestion.bars import MINUTE_MS
 from ingestion.engine import Engine, InstrumentMeta
 from ingestion.providers.base import FeedStatus, Subscription
 from ingestion.providers.replay import ReplayFeedClient, parse_timestamp_ms
 from ingestion.ticks import Tick
+from marketdata.live.types import MINUTE_MS
 
 T0 = 1_705_312_800_000  # 2024-01-15T10:00:00Z
 AAPL = Subscription(instrument_id=1, symbol="AAPL", exchange="NASDAQ")

@@ -9,12 +9,12 @@ import orjson
 import pytest
 from django.conf import settings
 
-from ingestion.bars import Bar, Quote
-from ingestion.publish import ChannelLayerPublisher, bar_group, quote_group
 from ingestion.ticks import Tick
-from ingestion.tickstore import StoreBatch
-from ingestion.tickstore.base import BAR_RETENTION_MS, TICK_RETENTION_MS
-from ingestion.tickstore.redis import CUMULATIVE, OPEN_BARS, PERSIST, QUOTES, bars_key, tick_key
+from marketdata.live.protocol import ChannelLayerPublisher, bar_group, quote_group
+from marketdata.live.store import StoreBatch
+from marketdata.live.store.base import BAR_RETENTION_MS, TICK_RETENTION_MS
+from marketdata.live.store.redis import CUMULATIVE, OPEN_BARS, PERSIST, QUOTES, bars_key, tick_key
+from marketdata.live.types import Bar, Quote
 
 T0 = 1_705_290_300_000  # 2024-01-15 03:45 UTC
 

@@ -21,8 +21,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import override_settings
 
-from ingestion import tickstore
-from ingestion.bars import MINUTE_MS, Bar
+from marketdata.live import store as tickstore
 from ingestion.engine import Engine, InstrumentMeta
 from ingestion.models import Provider
 from ingestion.saver import (
@@ -37,11 +36,12 @@ from ingestion.saver import (
 from ingestion.tests.conftest import one_worker_thread
 from ingestion.tests.factories import ProviderFactory
 from ingestion.ticks import Tick
-from ingestion.tickstore import StoreBatch
-from ingestion.tickstore.memory import MemoryTickStore
-from ingestion.tickstore.redis import RedisTickStore
 from instruments.models import Instrument
 from instruments.tests.factories import InstrumentFactory
+from marketdata.live.store import StoreBatch
+from marketdata.live.store.memory import MemoryTickStore
+from marketdata.live.store.redis import RedisTickStore
+from marketdata.live.types import MINUTE_MS, Bar
 from marketdata.models import PriceHistoryIntraday
 
 T0 = 1_705_312_800_000  # 2024-01-15T10:00:00Z

@@ -120,9 +120,9 @@ def _failure(result) -> str:
 
 
 def test_tasks_given_bad_arguments_fail_clearly_without_writes(workers, rdb):
-    from ingestion.bars import Bar
-    from ingestion.tickstore import StoreBatch, get_tick_store
     from instruments.tests.factories import InstrumentFactory
+    from marketdata.live.store import StoreBatch, get_tick_store
+    from marketdata.live.types import Bar
 
     assert _failure(run_stream.delay("NOPE")) == "StreamError: Unknown provider code 'NOPE'"
     assert "must be a provider code" in _failure(run_stream.delay(42))

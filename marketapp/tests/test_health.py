@@ -12,11 +12,11 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import override_settings
 
-from ingestion import tickstore
-from ingestion.bars import MINUTE_MS, Bar
-from ingestion.tickstore import StoreBatch
-from ingestion.tickstore.memory import MemoryTickStore
-from ingestion.tickstore.redis import PERSIST
+from marketdata.live import store as tickstore
+from marketdata.live.store import StoreBatch
+from marketdata.live.store.memory import MemoryTickStore
+from marketdata.live.store.redis import PERSIST
+from marketdata.live.types import MINUTE_MS, Bar
 
 pytestmark = pytest.mark.django_db
 

@@ -438,8 +438,8 @@ def test_intraday_includes_todays_bars_still_in_the_tick_store(user_api_client, 
     from django.conf import settings
 
     from ingestion.engine import Engine, InstrumentMeta
-    from ingestion.ticks import Tick
-    from ingestion.tickstore.redis import RedisTickStore
+    from marketdata.live.store.redis import RedisTickStore
+    from marketdata.live.types import Tick
     from marketdata.tests.factories import PriceHistoryIntradayFactory
 
     now = dt.datetime.now(UTC).replace(second=0, microsecond=0)

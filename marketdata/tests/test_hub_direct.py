@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from ingestion.publish import ChannelLayerPublisher
-from marketdata.hub import FanoutHub, encode_command, parse_reply
+from marketdata.live.hub import FanoutHub, encode_command, parse_reply
+from marketdata.live.protocol import ChannelLayerPublisher
 from marketdata.tests.ws_support import redis_url
 
 PREFIX = "hubdirect-test"

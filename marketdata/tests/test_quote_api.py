@@ -7,10 +7,10 @@ import asyncio
 import orjson
 import pytest
 
-import ingestion.tickstore
+import marketdata.live.store
 from ingestion.engine import Engine, InstrumentMeta
-from ingestion.publish import encode, quote_payload
-from ingestion.tickstore import get_tick_store
+from marketdata.live.protocol import encode, quote_payload
+from marketdata.live.store import get_tick_store
 from marketdata.tests.ws_support import redis_url, tick
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def store_mode(request, settings, monkeypatch):
         asyncio.run(_flush())
     else:
         settings.REDIS_URL = ""
-        monkeypatch.setattr(ingestion.tickstore, "_memory_store", None)
+        monkeypatch.setattr(marketdata.live.store, "_memory_store", None)
     return request.param
 
 

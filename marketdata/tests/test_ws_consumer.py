@@ -11,12 +11,12 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from ingestion.bars import MINUTE_MS
-from ingestion.publish import encode, quote_group, quote_payload
-from ingestion.tickstore.redis import RedisTickStore
 from instruments.tests.factories import InstrumentFactory
 from marketapp.asgi import application
-from marketdata.hub import close_hub, get_hub
+from marketdata.live.hub import close_hub, get_hub
+from marketdata.live.protocol import encode, quote_group, quote_payload
+from marketdata.live.store.redis import RedisTickStore
+from marketdata.live.types import MINUTE_MS
 from marketdata.tests.ws_support import access_token, make_engine, now_ms, redis_layer_settings, redis_url, tick
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -337,12 +337,12 @@ async def test_the_rate_limit_drops_frames_beyond_it_then_recovers(store, token,
 
 
 async def test_the_embedded_mode_in_memory_layer_and_memory_store(settings, token, aapl, monkeypatch):
-    import ingestion.tickstore
-    from ingestion.tickstore import get_tick_store
+    import marketdata.live.store
+    from marketdata.live.store import get_tick_store
 
     settings.REDIS_URL = ""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    monkeypatch.setattr(ingestion.tickstore, "_memory_store", None)
+    monkeypatch.setattr(marketdata.live.store, "_memory_store", None)
     engine = await make_engine(get_tick_store(), aapl)
     minute = now_ms() // MINUTE_MS * MINUTE_MS  # both ticks in one minute: one open bar, no close
     await engine.process([tick(aapl, 50.0, ts=minute + 1_000)])

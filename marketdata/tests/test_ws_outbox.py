@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from ingestion.bars import Bar
-from ingestion.publish import bar_payload, encode
-from marketdata.hub import conflation_key
-from marketdata.outbox import Outbox
+from marketdata.live.hub import conflation_key
+from marketdata.live.outbox import Outbox
+from marketdata.live.protocol import bar_payload, encode
+from marketdata.live.types import Bar
 
 
 class Recorder:

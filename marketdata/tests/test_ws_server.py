@@ -19,10 +19,10 @@ from django.conf import settings as django_settings
 from websockets.asyncio.client import connect
 
 from exchanges.tests.factories import ExchangeFactory
-from ingestion.bars import Quote
-from ingestion.publish import ChannelLayerPublisher, encode, quote_group, quote_payload
-from ingestion.tickstore.redis import RedisTickStore
 from instruments.tests.factories import InstrumentFactory
+from marketdata.live.protocol import ChannelLayerPublisher, encode, quote_group, quote_payload
+from marketdata.live.store.redis import RedisTickStore
+from marketdata.live.types import Quote
 from marketdata.tests.ws_support import (
     LAYER_PREFIX,
     RawWebSocket,

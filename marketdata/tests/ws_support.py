@@ -13,9 +13,9 @@ import orjson
 from django.conf import settings
 
 from ingestion.engine import Engine, InstrumentMeta
-from ingestion.publish import ChannelLayerPublisher
-from ingestion.ticks import Tick
-from ingestion.tickstore.redis import RedisTickStore
+from marketdata.live.protocol import ChannelLayerPublisher
+from marketdata.live.store.redis import RedisTickStore
+from marketdata.live.types import Tick
 
 # Redis pub/sub channels are shared by every database number of a server: a prefix of our
 # own keeps other test runs on this machine (and their instrument ids) out of our groups.

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ingestion.saver import DEFAULT_BATCH_SIZE, BarSaver, FlushResult
-from ingestion.tickstore import get_tick_store
+from marketdata.live.store import get_tick_store
 
 
 def _counts(result: FlushResult) -> str:

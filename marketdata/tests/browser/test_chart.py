@@ -15,10 +15,10 @@ from playwright.sync_api import expect
 from accounts.watchlists import watchlist_default_ensure, watchlist_item_add
 from exchanges.models import Exchange
 from ingestion.engine import Engine, InstrumentMeta
-from ingestion.publish import ChannelLayerPublisher
-from ingestion.ticks import Tick
 from instruments.models import InstrumentType
 from instruments.tests.factories import InstrumentFactory
+from marketdata.live.protocol import ChannelLayerPublisher
+from marketdata.live.types import Tick
 from marketdata.models import PriceHistoryDaily, PriceHistoryIntraday
 from marketdata.tests.browser.conftest import LAYER_PREFIX, redis_url, screenshot, wait_for
 
@@ -78,7 +78,7 @@ def _publish_ticks(instrument, ticks: list[tuple[dt.datetime, float]]) -> None:
     async def run() -> None:
         from channels_redis.pubsub import RedisPubSubChannelLayer
 
-        from ingestion.tickstore.redis import RedisTickStore
+        from marketdata.live.store.redis import RedisTickStore
 
         layer = RedisPubSubChannelLayer(hosts=[redis_url()], prefix=LAYER_PREFIX)
         store = RedisTickStore(redis_url())

@@ -14,8 +14,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import replace
 
-from ingestion.bars import Bar, Quote
-from ingestion.ticks import Tick
+from marketdata.live.types import Bar, Quote, Tick
 
 from .base import BAR_RETENTION_MS, TICK_RETENTION_MS, PersistEntry, StoreBatch, TickStore, TickStoreState
 

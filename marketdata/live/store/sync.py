@@ -14,7 +14,7 @@ import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from ingestion.bars import Bar, Quote
+from marketdata.live.types import Bar, Quote
 
 from . import get_tick_store
 from .redis import OPEN_BARS, QUOTES, bars_key

@@ -5,8 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from ingestion.bars import Bar, Quote
-from ingestion.ticks import Tick
+from marketdata.live.types import Bar, Quote, Tick
 
 # How long raw ticks and recent closed bars stay in the store (the saver persists bars long
 # before this; the window is for readers and recovery, not the only copy).

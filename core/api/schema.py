@@ -1,7 +1,7 @@
 """OpenAPI helpers shared by every app: the error document and its responses.
 
 Views document their 4xx answers with ``error_responses(400, 401, 403)`` so the schema shows
-the one error format (``marketapp.api.errors.error_body``) instead of DRF's default shapes.
+the one error format (``core.api.errors.error_body``) instead of DRF's default shapes.
 """
 
 from __future__ import annotations

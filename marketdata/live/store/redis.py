@@ -17,8 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ingestion.bars import Bar, Quote
-from ingestion.ticks import Tick
+from marketdata.live.types import Bar, Quote, Tick
 
 from .base import BAR_RETENTION_MS, TICK_RETENTION_MS, PersistEntry, StoreBatch, TickStore, TickStoreState
 

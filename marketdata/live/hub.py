@@ -46,7 +46,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ingestion.tickstore import TickStore, get_tick_store
+from marketdata.live.store import TickStore, get_tick_store
 
 logger = logging.getLogger(__name__)
 

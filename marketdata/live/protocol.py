@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from ingestion.bars import Bar, Quote
+from marketdata.live.types import Bar, Quote
 
 logger = logging.getLogger(__name__)
 

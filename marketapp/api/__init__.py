@@ -1,1 +1,0 @@
-"""Shared API plumbing: the one error format, role permissions, pagination."""
