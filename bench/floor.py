@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.urls import path
 from rest_framework.views import APIView
 
-from marketdata.api import CachedUserJWTAuthentication
+from marketdata.api.auth import CachedUserJWTAuthentication
 
 
 def django_floor(request) -> HttpResponse:

@@ -2,8 +2,8 @@
 
 from django.urls import re_path
 
-from marketdata.api import DailyHistoryApi, IntradayHistoryApi
-from marketdata.live_api import LatestQuoteApi
+from marketdata.api.history import DailyHistoryApi, IntradayHistoryApi
+from marketdata.api.live import LatestQuoteApi
 
 urlpatterns = [
     re_path(r"^marketdata/intraday/?$", IntradayHistoryApi.as_view(), name="marketdata-intraday"),

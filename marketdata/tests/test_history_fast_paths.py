@@ -8,7 +8,7 @@ import pytest
 from django.http import QueryDict
 
 from marketdata import selectors
-from marketdata.api import HistoryQuerySerializer, IntradayQuerySerializer, fast_history_query
+from marketdata.api.history_query import HistoryQuerySerializer, IntradayQuerySerializer, fast_history_query
 from marketdata.models import PriceHistoryIntraday
 from marketdata.tests.factories import PriceHistoryDailyFactory, PriceHistoryIntradayFactory
 
