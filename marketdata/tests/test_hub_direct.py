@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from marketdata.live.hub import FanoutHub, encode_command, parse_reply
+from marketdata.live.hub import FanoutHub
+from marketdata.live.hub.bus import encode_command, parse_reply
 from marketdata.live.protocol import ChannelLayerPublisher
 from marketdata.tests.ws_support import redis_url
 
