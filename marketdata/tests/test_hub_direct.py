@@ -24,8 +24,9 @@ class Member:
         self.got.append((key, text))
 
 
-@pytest.fixture
-async def hub():
+@pytest.fixture(params=["resp", "redis-py"])
+async def hub(request, settings):
+    settings.LIVE_PUBSUB_CLIENT = request.param
     layer = RedisPubSubChannelLayer(hosts=[redis_url()], prefix=PREFIX)
     hub = FanoutHub(layer)
     assert hub.direct is not None  # the Redis pub/sub layer is read directly
@@ -82,12 +83,19 @@ async def test_a_dropped_connection_is_reopened_and_resubscribed(hub, client):
     member = Member()
     await hub.join("quote.9", member)
     subscriber = next(iter(hub.direct.shards.values()))
-    port = subscriber.protocol.transport.get_extra_info("sockname")[1]
-    ours = [c["id"] for c in await client.client_list() if c["addr"].endswith(f":{port}")]
+    if hasattr(subscriber, "protocol"):
+        port = subscriber.protocol.transport.get_extra_info("sockname")[1]
+        ours = [c["id"] for c in await client.client_list() if c["addr"].endswith(f":{port}")]
+
+        def connected():
+            return subscriber.protocol is not None and not subscriber.protocol.lost
+    else:
+        ours = [c["id"] for c in await client.client_list() if c["name"] == "marketapp-hub"]
+        connected = subscriber.connected
     assert len(ours) == 1
     await client.client_kill_filter(_id=ours[0])
     await eventually(lambda: _equals(subscribers(client, channel), 1))
-    await eventually(lambda: _async(subscriber.protocol is not None and not subscriber.protocol.lost))
+    await eventually(lambda: _async(connected()))
     await ChannelLayerPublisher(hub.layer).publish([("quote.9", "after the reconnect")])
     await eventually(lambda: _async(member.got == [("quote.9", "after the reconnect")]))
 

@@ -74,6 +74,15 @@ class _Route:
         self.opened: asyncio.Future = asyncio.get_running_loop().create_future()
 
 
+def pubsub_source() -> type[RedisPubSubSource]:
+    """The Redis pub/sub client the hub reads with: ``LIVE_PUBSUB_CLIENT`` ``resp`` (ours) or ``redis-py``."""
+    if getattr(settings, "LIVE_PUBSUB_CLIENT", "resp") == "redis-py":
+        from marketdata.live.hub.redis_bus import RedisPubSubSource as RedisPySource
+
+        return RedisPySource
+    return RedisPubSubSource
+
+
 class FanoutHub:
     """Joins channel-layer groups once per process and fans their messages out to local subscribers."""
 
@@ -94,8 +103,9 @@ class FanoutHub:
         self._refresher: asyncio.Task | None = None
         self._snapshot_gate = asyncio.Semaphore(SNAPSHOT_READS)
         self.direct: RedisPubSubSource | None = None
-        if RedisPubSubSource.supported(layer):
-            self.direct = RedisPubSubSource(layer, self._dispatch, self.spawn)
+        source = pubsub_source()
+        if source.supported(layer):
+            self.direct = source(layer, self._dispatch, self.spawn)
 
     @property
     def store(self) -> TickStore:
