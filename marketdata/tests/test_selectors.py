@@ -251,7 +251,7 @@ def test_history_queries_use_the_unique_bar_index(reliance_nse):
     assert "marketdata_intraday_unique_bar" in plan
     assert "Seq Scan" not in plan
 
-    from marketdata.selectors import _stored_minutes
+    from marketdata.selectors.intraday import _stored_minutes
 
     minutes_plan = _stored_minutes(instrument=reliance_nse, start=start, end=end, after=None)[:1001].explain()
     assert "marketdata_intraday_unique_bar" in minutes_plan
