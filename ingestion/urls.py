@@ -8,8 +8,9 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from . import populate_api
-from .api import ExchangeProviderMappingViewSet, ProviderInstrumentMappingViewSet, ProviderViewSet
+from .api import populate
+from .api.mappings import ExchangeProviderMappingViewSet, ProviderInstrumentMappingViewSet
+from .api.providers import ProviderViewSet
 
 router = SimpleRouter()
 # Accept both "/providers" and "/providers/" without a redirect, like the other apps.
@@ -28,8 +29,8 @@ router.register(
 
 urlpatterns = [
     *router.urls,
-    re_path(r"^populate/reference/?$", populate_api.PopulateReferenceView.as_view(), name="populate-reference"),
-    re_path(r"^populate/instruments/?$", populate_api.PopulateInstrumentsView.as_view(), name="populate-instruments"),
-    re_path(r"^populate/history/?$", populate_api.PopulateHistoryView.as_view(), name="populate-history"),
-    re_path(r"^populate/jobs/(?P<job_id>[0-9]+)/?$", populate_api.PopulateJobView.as_view(), name="populate-job"),
+    re_path(r"^populate/reference/?$", populate.PopulateReferenceView.as_view(), name="populate-reference"),
+    re_path(r"^populate/instruments/?$", populate.PopulateInstrumentsView.as_view(), name="populate-instruments"),
+    re_path(r"^populate/history/?$", populate.PopulateHistoryView.as_view(), name="populate-history"),
+    re_path(r"^populate/jobs/(?P<job_id>[0-9]+)/?$", populate.PopulateJobView.as_view(), name="populate-job"),
 ]

@@ -20,15 +20,14 @@ from rest_framework.views import APIView
 from core.api.permissions import IsAdminRole
 from core.api.schema import error_responses
 from ingestion.backfill import BackfillError
-
-from .jobs import (
+from ingestion.jobs import (
     FILE_FORMATS,
     instruments_upload_store,
     populate_history_job_create,
     populate_instruments_job_create,
     populate_reference_job_create,
 )
-from .models import PopulateJob
+from ingestion.models import PopulateJob
 
 TAGS = ["populate"]
 
