@@ -30,9 +30,10 @@ import time
 
 import numpy as np
 
-from bench import common
-from bench.fanout import _cpu_seconds, seed_symbols, spread
-from bench.loadgen import LoadGenerators, raise_nofile
+from bench import common, environment, procs, report, usage
+from bench.fanout_run import seed_symbols, spread
+from bench.loadgen import LoadGenerators
+from bench.wsclient import raise_nofile
 
 PREFIX = "marketapp-bench-e2e"
 PROVIDER = "BDHAN"
@@ -118,13 +119,13 @@ async def run_e2e(args, symbols: dict[str, int], token: str, *, per_client: int,
     clients = spread(list(symbols), args.clients, per_client)
     async with FakeDhanServer(token=TOKEN, client_id=CLIENT_ID) as fake:
         sids = await asyncio.to_thread(seed_provider, symbols, fake.url)
-        ingest = common.Process(
+        ingest = procs.Process(
             name="e2e-ingest",
             cmd=[common.PYTHON, "manage.py", "ingest", "--provider", PROVIDER],
-            env=common.bench_env(CHANNEL_LAYER_PREFIX=PREFIX),
+            env=environment.bench_env(CHANNEL_LAYER_PREFIX=PREFIX),
             core=None if args.ingest_core < 0 else args.ingest_core,
         ).start()
-        web = common.server(args.server, f"e2e-{args.server}", CHANNEL_LAYER_PREFIX=PREFIX).start()
+        web = procs.server(args.server, f"e2e-{args.server}", CHANNEL_LAYER_PREFIX=PREFIX).start()
         lg = LoadGenerators(
             name="e2e",
             host="127.0.0.1",
@@ -140,9 +141,9 @@ async def run_e2e(args, symbols: dict[str, int], token: str, *, per_client: int,
             await feed(fake, list(sids.values()), rate=2000, duration=len(sids) / 2000)
             await asyncio.sleep(0.5)
             await lg.mark()
-            cpu0 = (_cpu_seconds(ingest.proc.pid), _cpu_seconds(web.proc.pid))
+            cpu0 = (usage.cpu_seconds(ingest.proc.pid), usage.cpu_seconds(web.proc.pid))
             sent, seconds = await feed(fake, list(sids.values()), rate=args.rate, duration=duration)
-            cpu1 = (_cpu_seconds(ingest.proc.pid), _cpu_seconds(web.proc.pid))
+            cpu1 = (usage.cpu_seconds(ingest.proc.pid), usage.cpu_seconds(web.proc.pid))
             await asyncio.sleep(1.0 if quick else 2.0)
             result = await lg.stop()
         finally:
@@ -199,15 +200,15 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
     quick = args.quick
     duration = args.duration or (3.0 if quick else 30.0)
     figures = await run_e2e(args, symbols, token, per_client=args.per_client, duration=duration)
-    common.print_table("e2e", list(figures.items()))
+    report.print_table("e2e", list(figures.items()))
     light = None
     if not quick and args.light_per_client:
         # The same feed with fewer deliveries: the pipeline's own latency, web server not saturated.
         light = await run_e2e(args, symbols, token, per_client=args.light_per_client, duration=duration / 3)
         figures[f"at_{args.light_per_client}_subscriptions_per_client"] = light
-        common.print_table(f"e2e, {args.light_per_client} subscription(s) per client", list(light.items()))
+        report.print_table(f"e2e, {args.light_per_client} subscription(s) per client", list(light.items()))
     p99 = figures["latency_ms"]["p99"]
-    common.write_result(
+    report.write_result(
         "e2e",
         figures=figures,
         baseline={},
@@ -251,10 +252,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=0.0, help="seconds of feed (default 30, quick 3)")
     args = parser.parse_args()
     raise_nofile()
-    common.pin(common.LOAD_CORE)
-    common.setup_django()
+    procs.pin(common.LOAD_CORE)
+    environment.setup_django()
     symbols = seed_symbols()
-    token = common.access_token()
+    token = environment.access_token()
     asyncio.run(amain(args, symbols, token))
 
 

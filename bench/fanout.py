@@ -18,280 +18,18 @@ Baseline: ``bench.ws_baseline``, a minimal ``websockets`` server reading the sam
 pub/sub channels, same clients, same input, same run. Then memory per idle connection:
 server RSS before and after opening 10,000 (quick: 2,000) authenticated connections
 subscribed to one symbol each.
+
+This module runs every server (ours and the baseline), compares ours with the baseline and
+writes the report; the set-up, the publisher and one run's figures are ``bench.fanout_run``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import time
-from pathlib import Path
 
-import numpy as np
-import orjson
-
-from bench import common
-from bench.loadgen import LoadGenerators, raise_nofile
-
-PREFIX = "marketapp-bench-fanout"  # channel-layer prefix (pub/sub ignores Redis db numbers)
-EXCHANGE = "BENCHWS"
-SYMBOL_COUNT = 100
-
-
-# --- set-up ---------------------------------------------------------------------------------------
-def seed_symbols(count: int = SYMBOL_COUNT) -> dict[str, int]:
-    """``count`` instruments ``FAN000``... on the bench exchange; ``{symbol: instrument id}``."""
-    from exchanges.models import Exchange
-    from instruments.models import Instrument, InstrumentType
-
-    exchange, _ = Exchange.objects.get_or_create(
-        code=EXCHANGE,
-        defaults={"name": "Benchmark exchange", "timezone": "Asia/Kolkata", "currency": "INR", "country": "India"},
-    )
-    kind, _ = InstrumentType.objects.get_or_create(code="EQ", defaults={"name": "Equity"})
-    out = {}
-    for i in range(count):
-        symbol = f"FAN{i:03d}"
-        instrument, _ = Instrument.objects.get_or_create(
-            exchange=exchange, symbol=symbol, defaults={"name": f"Fan-out {i}", "instrument_type": kind}
-        )
-        out[symbol] = instrument.pk
-    return out
-
-
-def spread(symbols: list[str], clients: int, per_client: int) -> list[list[str]]:
-    """Client ``i`` takes symbols ``i, i+10, i+20...`` (mod n): every symbol gets the same audience."""
-    n = len(symbols)
-    step = n // per_client
-    return [[symbols[(i + k * step) % n] for k in range(per_client)] for i in range(clients)]
-
-
-def start_server(kind: str, name: str, symbols: dict[str, int]) -> common.Process:
-    if kind == "baseline":
-        common.DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path = common.DATA_DIR / "fanout-symbols.json"
-        path.write_text(json.dumps(symbols))
-        port = common.free_port()
-        cmd = [
-            common.PYTHON,
-            "-m",
-            "bench.ws_baseline",
-            "--port",
-            str(port),
-            "--redis-url",
-            common.bench_redis_url(),
-            "--prefix",
-            PREFIX,
-            "--symbols",
-            str(path),
-        ]
-        proc = common.Process(name=name, cmd=cmd, core=common.SERVER_CORE, port=port)
-    else:
-        proc = common.server(kind, name, CHANNEL_LAYER_PREFIX=PREFIX)
-    return proc.start()
-
-
-# --- the publisher ----------------------------------------------------------------------------------
-async def publish(symbols: dict[str, int], *, rate: float, duration: float, exchange: str = EXCHANGE) -> dict:
-    """Publish ``rate`` updates/s round-robin over ``symbols`` for ``duration`` s; returns what was sent."""
-    from channels_redis.pubsub import RedisPubSubChannelLayer
-
-    from marketdata.live.protocol import ChannelLayerPublisher, quote_group, quote_payload
-    from marketdata.live.types import Quote
-
-    layer = RedisPubSubChannelLayer(hosts=[common.bench_redis_url()], prefix=PREFIX)
-    publisher = ChannelLayerPublisher(layer)
-    names = list(symbols)
-    now_ms = int(time.time() * 1000)
-    quotes = {
-        s: Quote(iid, now_ms, 100.0, 100.0, 101.0, 99.0, 1000, previous_close=99.5, bid=99.9, ask=100.1)
-        for s, iid in symbols.items()
-    }
-    groups = {s: quote_group(iid) for s, iid in symbols.items()}
-    total = int(rate * duration)
-    tick = 0.005
-    loop = asyncio.get_running_loop()
-    sent = 0
-    started_ns = time.time_ns()
-    t0 = loop.time()
-    dumps = orjson.dumps
-    while sent < total:
-        target = min(total, int((loop.time() - t0) * rate) + 1)
-        batch = []
-        while sent < target:
-            symbol = names[sent % len(names)]
-            q = quotes[symbol]
-            q.seq += 1
-            q.last = 100.0 + (q.seq % 100) / 100
-            q.ts = int(time.time() * 1000)
-            payload = quote_payload(q, symbol, exchange)
-            payload["sent_ns"] = time.time_ns()  # last key: the load generator reads it from the end
-            batch.append((groups[symbol], dumps(payload).decode()))
-            sent += 1
-        if batch:
-            await publisher.publish(batch)
-        next_at = t0 + (sent / rate)
-        await asyncio.sleep(max(0.0, min(tick, next_at - loop.time())))
-    elapsed = loop.time() - t0
-    with contextlib.suppress(Exception):
-        await layer.flush()
-    return {
-        "published": sent,
-        "publish_rate": sent / elapsed if elapsed else 0.0,
-        "started_ns": started_ns,
-        "seconds": elapsed,
-        "per_symbol": {s: q.seq for s, q in quotes.items()},
-    }
-
-
-# --- one run -----------------------------------------------------------------------------------------
-def analyse(result: dict, pub: dict, clients: list[list[str]]) -> dict:
-    """Delivered rate, latency percentiles, missing / dropped / conflated updates."""
-    per_symbol = pub["per_symbol"]
-    expected = sum(per_symbol[s] for syms in clients[: result["opened"]] for s in syms)
-    delivered = result["received"]
-    dropped_pairs = 0
-    for seqs, syms in zip(result["seqs"], clients, strict=False):
-        for s in syms:
-            state = seqs.get(s)  # [last seq, received]
-            if state is None or state[0] < per_symbol[s]:
-                dropped_pairs += 1
-    lat = np.sort(result["latencies_ns"]) / 1e6
-    window = max((result.get("last_ns", 0) - pub["started_ns"]) / 1e9, pub["seconds"])
-    missing = expected - delivered
-    return {
-        "clients": result["opened"],
-        "failed_connections": result["failed"],
-        "still_open": result["still_open"],
-        "published": pub["published"],
-        "publish_rate": round(pub["publish_rate"], 1),
-        "expected": expected,
-        "delivered": delivered,
-        "delivered_per_s": round(delivered / window, 1) if window else 0.0,
-        "delivery_window_s": round(window, 2),
-        "latency_ms": {
-            "p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
-            "p99": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
-            "max": round(float(lat[-1]), 2) if lat.size else None,
-        },
-        "missing": missing,
-        "missing_pct": round(100 * missing / expected, 2) if expected else 0.0,
-        "dropped_final_updates": dropped_pairs,
-        "conflated": missing - dropped_pairs,
-        "errors": result["errors"][:5],
-    }
-
-
-async def run_fanout(
-    kind: str,
-    symbols: dict[str, int],
-    clients: list[list[str]],
-    *,
-    token: str,
-    rate: float,
-    duration: float,
-    processes: int,
-    drain: float,
-    profile: str | None = None,
-) -> dict:
-    server = start_server(kind, f"fanout-{kind}", symbols)
-    lg = LoadGenerators(
-        name=f"fanout-{kind}",
-        host="127.0.0.1",
-        port=server.port,
-        path=f"/ws?token={token}",
-        mode="fanout",
-        core=common.LOAD_CORE,
-    )
-    spy = None
-    try:
-        await lg.start(clients, processes=processes)
-        await asyncio.sleep(0.5)
-        await lg.mark()
-        if profile:
-            spy = await asyncio.create_subprocess_exec(
-                str(common.ROOT / ".venv" / "bin" / "py-spy"),
-                "record",
-                "--pid",
-                str(server.proc.pid),
-                "--duration",
-                str(int(duration)),
-                "--rate",
-                "200",
-                "--format",
-                "raw" if profile.endswith(".txt") else "flamegraph",
-                "--output",
-                profile,
-                "--nonblocking",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-        cpu0 = _cpu_seconds(server.proc.pid)
-        pub = await publish(symbols, rate=rate, duration=duration)
-        cpu1 = _cpu_seconds(server.proc.pid)
-        await asyncio.sleep(drain)
-        cpu2 = _cpu_seconds(server.proc.pid)
-        result = await lg.stop()
-        figures = analyse(result, pub, clients)
-        figures["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / pub["seconds"], 1)
-        # CPU per delivered message: the cost figure that holds when the machine is shared
-        figures["server_cpu_us_per_msg"] = round(1e6 * (cpu2 - cpu0) / max(figures["delivered"], 1), 2)
-        return figures
-    finally:
-        await lg.kill()
-        if spy is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(spy.wait(), 30)
-        server.stop()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (from /proc)."""
-    import os
-
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
-async def idle_memory(
-    kind: str, symbols: dict[str, int], *, token: str, connections: int, processes: int, settle: float = 2.0
-) -> dict:
-    """Server RSS before/after ``connections`` idle authenticated connections, 1 symbol each."""
-    server = start_server(kind, f"fanout-mem-{kind}", symbols)
-    names = list(symbols)
-    try:
-        warm = LoadGenerators(
-            name=f"mem-warm-{kind}", host="127.0.0.1", port=server.port, path=f"/ws?token={token}", mode="idle", core=1
-        )
-        await warm.start([[names[i % len(names)]] for i in range(20)], processes=1)
-        await warm.stop()
-        await asyncio.sleep(settle / 2)
-        before = server.rss_kib()
-        lg = LoadGenerators(
-            name=f"mem-{kind}", host="127.0.0.1", port=server.port, path=f"/ws?token={token}", mode="idle", core=1
-        )
-        started = time.monotonic()
-        try:
-            await lg.start([[names[i % len(names)]] for i in range(connections)], processes=processes, within=300)
-            opened_s = time.monotonic() - started
-            await asyncio.sleep(settle)
-            after = server.rss_kib()
-            opened = lg.opened
-        finally:
-            await lg.stop()
-        return {
-            "connections": opened,
-            "failed": lg.failed,
-            "rss_before_mib": round(before / 1024, 1),
-            "rss_after_mib": round(after / 1024, 1),
-            "kib_per_connection": round((after - before) / max(opened, 1), 1),
-            "connect_subscribe_s": round(opened_s, 1),
-        }
-    finally:
-        server.stop()
+from bench import common, environment, procs, report, stats
+from bench.fanout_run import SYMBOL_COUNT, idle_memory, run_fanout, seed_symbols, spread
+from bench.wsclient import raise_nofile
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -315,7 +53,7 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
             drain=1.0 if quick else 2.0,
             profile=profile,
         )
-        common.print_table(f"fanout {kind}", list(runs[kind].items()))
+        report.print_table(f"fanout {kind}", list(runs[kind].items()))
     # The same clients at a tenth of the load: where one core is not saturated (full mode only).
     light: dict[str, dict] = {}
     if not quick and args.light_rate:
@@ -330,19 +68,19 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
                 processes=4,
                 drain=2.0,
             )
-            common.print_table(f"fanout {kind} at {args.light_rate:g} updates/s", list(light[kind].items()))
+            report.print_table(f"fanout {kind} at {args.light_rate:g} updates/s", list(light[kind].items()))
     memory: dict[str, dict] = {}
     if not args.no_memory:
         for kind in kinds:
             memory[kind] = await idle_memory(
                 kind, symbols, token=token, connections=idle_n, processes=4, settle=1.0 if quick else 2.0
             )
-            common.print_table(f"idle memory {kind}", list(memory[kind].items()))
+            report.print_table(f"idle memory {kind}", list(memory[kind].items()))
 
     ours = {k: v for k, v in runs.items() if k != "baseline"}
     base = runs.get("baseline", {})
     best = max(ours, key=lambda k: ours[k]["delivered_per_s"]) if ours else None
-    ratio = common.ratio(ours[best]["delivered_per_s"], base.get("delivered_per_s", 0)) if best and base else None
+    ratio = stats.ratio(ours[best]["delivered_per_s"], base.get("delivered_per_s", 0)) if best and base else None
     met = bool(
         best
         and ratio is not None
@@ -359,7 +97,7 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
             figures[kind]["idle_memory"] = mem
     for kind, run in light.items():
         (base if kind == "baseline" else figures[kind])[f"at_{args.light_rate:g}_updates_per_s"] = run
-    common.write_result(
+    report.write_result(
         "fanout",
         figures=figures,
         baseline=base,
@@ -405,10 +143,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     raise_nofile()
-    common.pin(common.LOAD_CORE)  # the publisher (this process) shares core 1 with the load generators
-    common.setup_django()
+    procs.pin(common.LOAD_CORE)  # the publisher (this process) shares core 1 with the load generators
+    environment.setup_django()
     symbols = seed_symbols()
-    token = common.access_token()
+    token = environment.access_token()
     asyncio.run(amain(args, symbols, token))
 
 

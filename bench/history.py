@@ -23,7 +23,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from bench import common
+from bench import common, environment, procs, report, stats
 
 GOAL = 0.5
 CONCURRENCY = 16
@@ -62,7 +62,7 @@ def seed() -> dict[str, int]:
     """The instrument's session of 1m bars and year of daily bars (replaced on every run)."""
     from marketdata.models import PriceHistoryDaily, PriceHistoryIntraday
 
-    (instrument,) = common.bench_instruments(1, prefix="HIST")
+    (instrument,) = environment.bench_instruments(1, prefix="HIST")
     PriceHistoryIntraday.objects.filter(instrument=instrument).delete()
     PriceHistoryDaily.objects.filter(instrument=instrument).delete()
     minutes = [
@@ -119,7 +119,7 @@ def _get(port: int, path: str, token: str) -> dict:
 def load(port: int, path: str, token: str, *, duration: float, warmup: float) -> dict:
     """The load generator in its own process on the load core; its JSON result."""
     cmd = [
-        *common.taskset_prefix(common.LOAD_CORE),
+        *procs.taskset_prefix(common.LOAD_CORE),
         common.PYTHON,
         "-m",
         "bench.httpload",
@@ -136,7 +136,7 @@ def load(port: int, path: str, token: str, *, duration: float, warmup: float) ->
         "--warmup",
         str(warmup),
     ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=common.ROOT, env=common.bench_env())
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=common.ROOT, env=environment.bench_env())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -146,7 +146,7 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _load_with_cpu(server: common.Process, path: str, token: str, *, duration: float, warmup: float) -> dict:
+def _load_with_cpu(server: procs.Process, path: str, token: str, *, duration: float, warmup: float) -> dict:
     """``load`` plus the server's CPU per request over the whole run (warm-up included)."""
     before = _cpu_s(server.proc.pid)
     result = load(server.port, path, token, duration=duration, warmup=warmup)
@@ -159,7 +159,7 @@ def _load_with_cpu(server: common.Process, path: str, token: str, *, duration: f
 def measure(kind: str, app_name: str, token: str, expected: dict[str, int], *, duration: float, warmup: float) -> dict:
     """One server process of ``kind`` serving one app; both endpoints measured in turn."""
     app, env = APPS[app_name]
-    server = common.server(kind, f"history-{kind}-{app_name}", app, **env)
+    server = procs.server(kind, f"history-{kind}-{app_name}", app, **env)
     with server:
         results = {}
         for endpoint, path in ENDPOINTS.items():
@@ -176,7 +176,7 @@ def measure_floors(kind: str, token: str, *, duration: float, warmup: float) -> 
     """Each framework floor on its own server process of ``kind``."""
     out = {}
     for name, (app, env, path) in FLOORS.items():
-        with common.server(kind, f"history-{kind}-floor-{name}", app, **env) as server:
+        with procs.server(kind, f"history-{kind}-floor-{name}", app, **env) as server:
             _get(server.port, path, token)
             result = _load_with_cpu(server, path, token, duration=duration, warmup=warmup)
             assert result["non_200"] == 0, (name, result)
@@ -185,9 +185,9 @@ def measure_floors(kind: str, token: str, *, duration: float, warmup: float) -> 
 
 
 def run(*, quick: bool) -> dict:
-    common.setup_django()
+    environment.setup_django()
     expected = seed()
-    token = common.access_token()
+    token = environment.access_token()
     duration, warmup = (4.0, 0.5) if quick else (20.0, 2.0)
     kinds = ["daphne"] if quick else ["daphne", "uvicorn"]
 
@@ -204,13 +204,13 @@ def run(*, quick: bool) -> dict:
                 o = results[endpoint]
                 key = f"{kind}.{endpoint}.{name}"
                 figures[key] = {k: o[k] for k in FIELDS}
-                ratios[key] = figures[key]["ratio"] = common.ratio(o["req_per_s"], b["req_per_s"])
+                ratios[key] = figures[key]["ratio"] = stats.ratio(o["req_per_s"], b["req_per_s"])
         if not quick:
             for name, floor in measure_floors(kind, token, duration=duration / 2, warmup=warmup).items():
                 figures[f"{kind}.floor.{name}"] = floor
     headline = min(ratios[f"daphne.{e}.ours_pooled"] for e in ENDPOINTS)
     shipped = min(ratios[f"daphne.{e}.ours"] for e in ENDPOINTS)
-    common.write_result(
+    report.write_result(
         "history",
         figures=figures,
         baseline=baseline,

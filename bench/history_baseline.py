@@ -46,7 +46,7 @@ class _State:
 
 async def _connection() -> psycopg.AsyncConnection:
     if _State.conn is None or _State.conn.closed:
-        from bench.common import database_params
+        from bench.environment import database_params
 
         params = database_params(os.environ["DATABASE_URL"])
         _State.conn = await psycopg.AsyncConnection.connect(**params, autocommit=True, options="-c TimeZone=UTC")

@@ -23,7 +23,7 @@ import random
 import time
 from pathlib import Path
 
-from bench import common
+from bench import common, environment, procs, report, stats
 
 GOAL = 0.5
 BATCH = 2000
@@ -83,7 +83,7 @@ def new_engine(instruments):
     from marketdata.live.protocol import ChannelLayerPublisher
     from marketdata.live.store.redis import RedisTickStore
 
-    store = RedisTickStore(common.bench_redis_url())
+    store = RedisTickStore(environment.bench_redis_url())
     engine = Engine(store=store, publisher=ChannelLayerPublisher(channel_layers["default"]))
     engine.set_instruments(metas(instruments))
     return engine
@@ -199,7 +199,7 @@ async def baseline_async(ticks: list, batch: int) -> float:
 
     from marketdata.live.store.redis import tick_key
 
-    client = aioredis.Redis.from_url(common.bench_redis_url())
+    client = aioredis.Redis.from_url(environment.bench_redis_url())
     t0 = time.perf_counter()
     for start in range(0, len(ticks), batch):
         pipe = client.pipeline(transaction=False)
@@ -217,7 +217,7 @@ def baseline_sync(ticks: list, batch: int) -> float:
 
     from marketdata.live.store.redis import tick_key
 
-    client = redis.Redis.from_url(common.bench_redis_url())
+    client = redis.Redis.from_url(environment.bench_redis_url())
     t0 = time.perf_counter()
     for start in range(0, len(ticks), batch):
         pipe = client.pipeline(transaction=False)
@@ -230,11 +230,11 @@ def baseline_sync(ticks: list, batch: int) -> float:
 
 
 def run(*, quick: bool) -> dict:
-    common.setup_django()
-    common.pin(common.SERVER_CORE)
+    environment.setup_django()
+    procs.pin(common.SERVER_CORE)
     n = 100_000 if quick else 1_000_000
     rounds = 1 if quick else 2
-    instruments = common.bench_instruments(INSTRUMENTS)
+    instruments = environment.bench_instruments(INSTRUMENTS)
     path = replay_file(n, INSTRUMENTS)
 
     # Rounds interleave ours and the baseline so that load from elsewhere on this shared
@@ -250,20 +250,20 @@ def run(*, quick: bool) -> dict:
         ticks, parse_s = asyncio.run(parse_only(path, instruments, BATCH))
         assert len(ticks) == n, f"replay gave {len(ticks)} ticks of {n}"
         keep("parse", parse_s)
-        common.flush_redis()
+        environment.flush_redis()
         keep("base_sync", baseline_sync(ticks, BATCH))
-        common.flush_redis()
+        environment.flush_redis()
         done, seconds, full_info = asyncio.run(replay_through_engine(path, instruments, BATCH))
         assert done == n, (done, n)
         assert full_info["quotes_received_by_a_listener"] > 0, "no quote update reached a channel-layer subscriber"
         keep("full", seconds)
-        common.flush_redis()
+        environment.flush_redis()
         keep("base_async", asyncio.run(baseline_async(ticks, BATCH)))
-        common.flush_redis()
+        environment.flush_redis()
         done, seconds, _ = asyncio.run(engine_only(ticks, instruments, BATCH))
         assert done == n, (done, n)
         keep("engine", seconds)
-        common.flush_redis()
+        environment.flush_redis()
         del ticks
 
     baseline_s = min(best["base_async"], best["base_sync"])
@@ -279,15 +279,15 @@ def run(*, quick: bool) -> dict:
         "replay_parse_only_ticks_per_s": round(n / best["parse"]),
         "bars_closed": full_info["bars_closed"],
         "quotes_received_by_a_listener": full_info["quotes_received_by_a_listener"],
-        "ratio_engine_only": common.ratio(n / best["engine"], base_rate),
+        "ratio_engine_only": stats.ratio(n / best["engine"], base_rate),
     }
     baseline = {
         "xadd_pipelined_ticks_per_s": round(base_rate),
         "xadd_async_client_ticks_per_s": round(n / best["base_async"]),
         "xadd_sync_client_ticks_per_s": round(n / best["base_sync"]),
     }
-    ratio = common.ratio(ours_rate, base_rate)
-    common.write_result(
+    ratio = stats.ratio(ours_rate, base_rate)
+    report.write_result(
         "ingest",
         figures=figures,
         baseline=baseline,

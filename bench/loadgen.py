@@ -10,180 +10,43 @@ arrives on stdin (``MARK`` resets the counters: the measured window starts). It 
 Built so that the server under test, not the load generator, is the bottleneck: on this
 machine four load generators and the publisher share one core and must take 200,000
 messages per second. Set-up (handshake, subscribe, replies) runs on asyncio with a minimal
-RFC 6455 client. The measured phase leaves asyncio: one ``epoll`` loop reads every socket
-with plain ``recv`` calls, walks the frame headers, and extracts symbol, seq and ``sent_ns``
-from whole chunks with C-level regular expressions, never a JSON parser per message. The
-loop polls every ``poll_ms`` (default 1 ms) so reads come in batches; a message's receive
-time is taken when its chunk is read, so the figures include at most that much batching
-delay (pessimistic for the server).
+RFC 6455 client (``bench.wsclient``). The measured phase (``Measure``, here) leaves asyncio:
+one ``epoll`` loop reads every socket with plain ``recv`` calls, walks the frame headers, and
+extracts symbol, seq and ``sent_ns`` from whole chunks with C-level regular expressions,
+never a JSON parser per message. The loop polls every ``poll_ms`` (default 1 ms) so reads
+come in batches; a message's receive time is taken when its chunk is read, so the figures
+include at most that much batching delay (pessimistic for the server).
 
 Config keys: ``host``, ``port``, ``path`` (with ``?token=``), ``clients`` (a list of symbol
 lists, one per connection), ``out``, ``mode`` (``fanout``: latency from ``sent_ns``;
 ``e2e``: every (symbol, close, receive ns) is kept; ``idle``: nothing is read),
 ``connect_concurrency``, ``poll_ms``.
+
+``LoadGenerators`` is the parent side: it starts these processes and merges what they record.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
 import re
-import resource
 import select
 import struct
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import orjson
 
-_INFO_SUB = b'"Subscribed to '
+from bench.wsclient import Client, mask_frame, open_client, raise_nofile, walk_frames
+
 # Data messages start with these keys (marketdata.live.protocol.quote_payload); snapshots do not match.
 _DATA_SYMBOL = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"')
 _SYMBOL_SEQ = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"[^}]*?"seq":(\d+)')
 _SENT_NS = re.compile(rb'"sent_ns":(\d+)\}')
 _SYMBOL_CLOSE = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"[^}]*?"close":([-0-9.eE]+)')
-
-
-def mask_frame(opcode: int, data: bytes) -> bytes:
-    """A masked client frame."""
-    mask = os.urandom(4)
-    n = len(data)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    if not n:
-        return head + mask
-    repeated = (mask * (n // 4 + 1))[:n]
-    return head + mask + (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-
-
-def walk_frames(buf: bytes | bytearray) -> tuple[int, list[tuple[int, bytes]]]:
-    """``(end of the last complete frame, [(opcode, payload) of control frames])``; server frames are unmasked."""
-    pos = 0
-    n = len(buf)
-    control = []
-    while n - pos >= 2:
-        length = buf[pos + 1] & 0x7F
-        head = 2
-        if length == 126:
-            if n - pos < 4:
-                break
-            length = (buf[pos + 2] << 8) | buf[pos + 3]
-            head = 4
-        elif length == 127:
-            if n - pos < 10:
-                break
-            length = struct.unpack_from("!Q", buf, pos + 2)[0]
-            head = 10
-        if n - pos < head + length:
-            break
-        opcode = buf[pos] & 0x0F
-        if opcode >= 8:
-            control.append((opcode, bytes(buf[pos + head : pos + head + length])))
-        pos += head + length
-    return pos, control
-
-
-class Client(asyncio.Protocol):
-    """One WebSocket connection during set-up: handshake, subscribe, wait for the replies."""
-
-    def __init__(self, index: int, symbols: list[str], host: str, port: int, path: str, errors: list[str]) -> None:
-        self.index = index
-        self.symbols = symbols
-        self.host, self.port, self.path = host, port, path
-        self.errors = errors
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.handshaken = False
-        self.subscribed = 0
-        self.ready = asyncio.get_running_loop().create_future()
-        self.lost = False
-        # measured phase
-        self.counts: Counter[bytes] = Counter()
-        self.last: dict[bytes, bytes] = {}
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
-            (
-                f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-
-    def connection_lost(self, exc) -> None:
-        self.lost = True
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"closed during set-up: {exc!r}"))
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if not self.handshaken:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(buf[: buf.find(b"\r\n")])
-            if b" 101 " not in status:
-                self.fail(f"handshake refused: {status!r}")
-                return
-            del buf[: end + 4]
-            self.handshaken = True
-            self.transport.write(mask_frame(1, orjson.dumps({"message_type": "subscribe", "channels": self.symbols})))
-        pos = 0
-        n = len(buf)
-        while n - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                head = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = struct.unpack_from("!Q", buf, pos + 2)[0]
-                head = 10
-            if n - pos < head + length:
-                break
-            opcode = buf[pos] & 0x0F
-            payload = bytes(buf[pos + head : pos + head + length])
-            pos += head + length
-            if opcode == 1:
-                self.on_setup_text(payload)
-            elif opcode == 8:
-                self.fail(f"closed by server: {payload[:2].hex()} {payload[2:]!r}")
-                return
-            elif opcode == 9:
-                self.transport.write(mask_frame(0xA, payload))
-        if pos:
-            del buf[:pos]
-
-    def on_setup_text(self, payload: bytes) -> None:
-        if _INFO_SUB in payload:
-            self.subscribed += 1
-            if self.subscribed >= len(self.symbols) and not self.ready.done():
-                self.ready.set_result(None)
-        elif b'"message_type":"error"' in payload and len(self.errors) < 20:
-            self.errors.append(f"client {self.index}: {payload.decode(errors='replace')}")
-
-    def fail(self, reason: str) -> None:
-        if len(self.errors) < 20:
-            self.errors.append(f"client {self.index}: {reason}")
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(reason))
-        if self.transport is not None:
-            self.transport.close()
 
 
 def _read(path: str) -> bytes:
@@ -193,32 +56,6 @@ def _read(path: str) -> bytes:
 
 def _write(path: str, data: bytes) -> None:
     Path(path).write_bytes(data)
-
-
-def raise_nofile() -> None:
-    """Allow as many sockets as the hard limit (10,000 idle connections need more than 1024)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-async def _open(loop, index: int, symbols, cfg, errors: list[str], gate: asyncio.Semaphore) -> Client | None:
-    async with gate:
-        try:
-            _, client = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: Client(index, symbols, cfg["host"], cfg["port"], cfg["path"], errors),
-                    cfg["host"],
-                    cfg["port"],
-                ),
-                timeout=cfg.get("connect_timeout", 60),
-            )
-            await asyncio.wait_for(client.ready, timeout=cfg.get("ready_timeout", 120))
-            return client
-        except Exception as exc:
-            if len(errors) < 20:
-                errors.append(f"client {index}: {exc!r}")
-            return None
 
 
 class Measure:
@@ -321,7 +158,7 @@ async def main(config_path: str) -> None:
     errors: list[str] = []
     gate = asyncio.Semaphore(int(cfg.get("connect_concurrency", 50)))
     results = await asyncio.gather(
-        *(_open(loop, i, symbols, cfg, errors, gate) for i, symbols in enumerate(cfg["clients"]))
+        *(open_client(loop, i, symbols, cfg, errors, gate) for i, symbols in enumerate(cfg["clients"]))
     )
     clients = [c for c in results if c is not None and not c.lost]
     measure = Measure(clients, mode, float(cfg.get("poll_ms", 1.0)) / 1000)
@@ -378,7 +215,7 @@ class LoadGenerators:
         self.failed = 0
 
     async def start(self, clients: list[list[str]], *, processes: int, within: float = 180.0) -> None:
-        from bench import common
+        from bench import common, procs
 
         common.DATA_DIR.mkdir(parents=True, exist_ok=True)
         size = -(-len(clients) // processes)
@@ -390,7 +227,7 @@ class LoadGenerators:
             cfg = {"host": self.host, "port": self.port, "path": self.path, "clients": part, "out": out}
             cfg["mode"] = self.mode
             _write(out + ".cfg.json", json.dumps(cfg).encode())
-            cmd = [*common.taskset_prefix(self.core), common.PYTHON, "-m", "bench.loadgen", out + ".cfg.json"]
+            cmd = [*procs.taskset_prefix(self.core), common.PYTHON, "-m", "bench.loadgen", out + ".cfg.json"]
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(common.ROOT)
             )

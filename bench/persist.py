@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import common
+from bench import common, environment, procs, report, stats
 
 GOAL = 0.5
 INSTRUMENTS = 500
@@ -66,7 +66,7 @@ def fill_stream(bars: list) -> None:
 
     from marketdata.live.store.redis import PERSIST
 
-    client = redis.Redis.from_url(common.bench_redis_url())
+    client = redis.Redis.from_url(environment.bench_redis_url())
     client.delete(PERSIST)
     for start in range(0, len(bars), 10_000):
         pipe = client.pipeline(transaction=False)
@@ -123,7 +123,7 @@ async def saver_flush() -> tuple[float, int]:
     from ingestion.saver import BarSaver
     from marketdata.live.store.redis import RedisTickStore
 
-    store = RedisTickStore(common.bench_redis_url())
+    store = RedisTickStore(environment.bench_redis_url())
     saver = BarSaver(store=store, consumer="bench")
     t0 = time.perf_counter()
     result = await saver.flush()
@@ -137,13 +137,13 @@ async def saver_flush() -> tuple[float, int]:
 def psql_copy(path: Path) -> float:
     """psql's \\copy of the CSV into the baseline table: seconds (the whole psql process)."""
     cmd = [
-        *common.taskset_prefix(common.SERVER_CORE),
+        *procs.taskset_prefix(common.SERVER_CORE),
         "psql",
         "-X",
         "-q",
         "-v",
         "ON_ERROR_STOP=1",
-        common.psql_conninfo(),
+        environment.psql_conninfo(),
         "-c",
         f"\\copy {COPY_TABLE} ({', '.join(COLUMNS)}) FROM '{path}' WITH (FORMAT csv)",
     ]
@@ -153,13 +153,13 @@ def psql_copy(path: Path) -> float:
 
 
 def run(*, quick: bool) -> dict:
-    common.setup_django()
-    common.pin(common.SERVER_CORE)
+    environment.setup_django()
+    procs.pin(common.SERVER_CORE)
     from ingestion.models import Provider
     from marketdata.models import PriceHistoryIntraday
 
     n = 100_000 if quick else 1_000_000
-    instruments = common.bench_instruments(INSTRUMENTS)
+    instruments = environment.bench_instruments(INSTRUMENTS)
     provider_ids = dict(Provider.objects.values_list("code", "id"))
     provider = "REPLAY" if "REPLAY" in provider_ids else next(iter(provider_ids))
     bars = make_bars(n, [i.id for i in instruments], provider)
@@ -178,12 +178,12 @@ def run(*, quick: bool) -> dict:
 
     ours_rate = n / ours_s
     copy_rate = n / copy_s
-    ratio = common.ratio(ours_rate, copy_rate)
+    ratio = stats.ratio(ours_rate, copy_rate)
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
-    common.write_result(
+    report.write_result(
         "persist",
         figures={
             "bars": n,

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bench import common
+from bench import common, environment
 
 ORDER = ("ingest", "persist", "history", "fanout", "e2e")
 
@@ -34,7 +34,7 @@ def main() -> int:
         t0 = time.perf_counter()
         cmd = [common.PYTHON, "-m", f"bench.{name}", *(["--quick"] if args.quick else [])]
         print(f"\n### bench.{name}{' --quick' if args.quick else ''}", flush=True)
-        code = subprocess.call(cmd, cwd=common.ROOT, env=common.bench_env())
+        code = subprocess.call(cmd, cwd=common.ROOT, env=environment.bench_env())
         elapsed = time.perf_counter() - t0
         if code != 0:
             failed.append(name)
