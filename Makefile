@@ -42,9 +42,11 @@ run: seed
 test: setup
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
+# ruff, then the import contract in pyproject.toml (the layers in docs/ARCHITECTURE.md).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 # All five benchmarks (bench/results/<name>.json); bench-quick is the same, small and short.
 bench: setup

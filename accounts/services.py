@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
+
 from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from django.conf import settings
 from django.contrib.auth import authenticate, logout
 from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -153,3 +157,28 @@ def google_login_complete(*, request: HttpRequest) -> User:
         raise AuthenticationFailed("No Google sign-in to complete; start at /auth/google/login.")
     logout(request)
     return user
+
+
+@dataclass
+class DemoAdmin:
+    """The demo admin account; ``generated_password`` is set only when this run made one up."""
+
+    user: User
+    created: bool
+    generated_password: str | None = None
+
+
+@transaction.atomic
+def demo_admin_ensure(*, email: str, password: str = "") -> DemoAdmin:
+    """Create the admin user (role admin, staff, superuser) unless an account with that email exists.
+
+    An existing account is left exactly as it is. Without a ``password`` a random one is
+    generated and returned once, so the caller can show it.
+    """
+    validate_email(email)
+    user = User.objects.filter(email__iexact=email).first()
+    if user is not None:
+        return DemoAdmin(user=user, created=False)
+    generated = None if password else secrets.token_urlsafe(16)
+    user = User.objects.create_superuser(email=email, password=password or generated)
+    return DemoAdmin(user=user, created=True, generated_password=generated)

@@ -19,7 +19,7 @@ from accounts.models import Watchlist, WatchlistItem
 from core.api.errors import Conflict
 from core.api.schema import error_responses
 from instruments.models import Instrument
-from marketdata.selectors import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
+from instruments.symbols import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
 
 WATCHLIST_ID = OpenApiParameter("watchlist_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Watchlist id.")
 INSTRUMENT_ID = OpenApiParameter(

@@ -7,7 +7,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
-from ingestion.admin import ExchangeProviderMappingInline
 
 from .models import Exchange, ExchangeHoliday
 
@@ -46,7 +45,7 @@ class ExchangeAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ),
         ("Audit", {"fields": AUDIT_FIELDS}),
     )
-    inlines = (ExchangeHolidayInline, ExchangeProviderMappingInline)
+    inlines = (ExchangeHolidayInline,)  # ingestion.admin adds the provider mappings
 
     @admin.display(description="hours")
     def hours(self, obj: Exchange) -> str:

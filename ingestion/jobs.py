@@ -28,9 +28,9 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ingestion.backfill import BackfillError, backfill_plan, backfill_run
+from ingestion.seeding import reference_data_seed
 from instruments.importers import InstrumentImportError, instruments_import, open_source
 from instruments.importers.parsers import CSV_REQUIRED_COLUMNS, DHAN_COLUMNS
-from instruments.seeding import reference_data_seed
 
 from .models import PopulateJob
 
@@ -66,7 +66,7 @@ def populate_job_enqueue(*, job: PopulateJob) -> None:
     """Hand ``job`` to a Celery worker (stack mode) or a background thread (embedded mode),
     once the transaction that created it has committed."""
     if _broker_configured():
-        from marketapp.celery import app as celery_app
+        from celery import current_app as celery_app
 
         transaction.on_commit(lambda: celery_app.send_task(POPULATE_TASK, args=[job.pk], queue="default"))
     else:

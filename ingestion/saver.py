@@ -32,7 +32,7 @@ from marketdata.models import PriceHistoryIntraday
 
 logger = logging.getLogger(__name__)
 
-UPDATE_FIELDS = ["open", "high", "low", "close", "volume", "trade_count", "source", "updated_at"]
+UPDATE_FIELDS = ["open", "high", "low", "close", "volume", "trade_count", "source_id", "updated_at"]
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_CLAIM_IDLE_MS = 60_000
 DEFAULT_LAG_ALERT_S = 120.0

@@ -12,11 +12,11 @@ import asyncio
 import dataclasses
 import logging
 
+from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 
 from ingestion import streams
-from marketapp.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _whole_number(name: str, value: object, *, minimum: int, maximum: int) -> in
     return value
 
 
-@app.task(
+@shared_task(
     name="ingestion.run_stream",
     bind=True,
     acks_late=False,
@@ -45,13 +45,13 @@ def run_stream(self, provider_code: str) -> dict:
     return streams.stream_run(provider_code=provider_code, node=self.request.hostname or "")
 
 
-@app.task(name="ingestion.stream_watchdog", ignore_result=True, store_errors_even_if_ignored=True, time_limit=30)
+@shared_task(name="ingestion.stream_watchdog", ignore_result=True, store_errors_even_if_ignored=True, time_limit=30)
 def stream_watchdog() -> list[str]:
     """Queue the streams whose lease lapsed (beat runs this every STREAM_WATCHDOG_INTERVAL_S)."""
     return streams.stream_watchdog()
 
 
-@app.task(
+@shared_task(
     name="ingestion.persist_bars",
     ignore_result=True,
     store_errors_even_if_ignored=True,
@@ -78,7 +78,7 @@ async def _flush(batch_size: int) -> dict:
     return dataclasses.asdict(result)
 
 
-@app.task(
+@shared_task(
     name="ingestion.daily_rollup",
     ignore_result=True,
     store_errors_even_if_ignored=True,
@@ -92,7 +92,7 @@ def daily_rollup() -> dict:
     return rollup_due()
 
 
-@app.task(name="ingestion.backfill_history", soft_time_limit=3300, time_limit=3600)
+@shared_task(name="ingestion.backfill_history", soft_time_limit=3300, time_limit=3600)
 def backfill_history(
     provider_code: str,
     interval: str,
@@ -106,7 +106,7 @@ def backfill_history(
     return backfill(provider_code=provider_code, interval=interval, start=start, end=end, symbols=symbols)
 
 
-@app.task(name="ingestion.repair_gaps", soft_time_limit=3300, time_limit=3600)
+@shared_task(name="ingestion.repair_gaps", soft_time_limit=3300, time_limit=3600)
 def repair_gaps(provider_code: str | None = None) -> dict:
     """Find minutes missing inside past sessions and backfill them (nightly)."""
     from ingestion.backfill import repair_gaps as repair
@@ -114,7 +114,7 @@ def repair_gaps(provider_code: str | None = None) -> dict:
     return repair(provider_code=provider_code)
 
 
-@app.task(name="ingestion.populate", soft_time_limit=3300, time_limit=3600)
+@shared_task(name="ingestion.populate", soft_time_limit=3300, time_limit=3600)
 def populate(job_id: int) -> dict:
     """Run one queued ``/populate`` job (``ingestion.jobs``); its progress and errors go to the job row."""
     job_id = _whole_number("job_id", job_id, minimum=1, maximum=2**63 - 1)

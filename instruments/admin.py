@@ -7,7 +7,6 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from core.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
-from ingestion.admin import ProviderInstrumentMappingInline
 
 from .models import Instrument, InstrumentType, Sector
 
@@ -70,7 +69,7 @@ class InstrumentAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ("Streaming", {"fields": ("record_data", "blacklisted", "delisted")}),
         ("Audit", {"fields": AUDIT_FIELDS}),
     )
-    inlines = (ProviderInstrumentMappingInline,)
+    inlines = ()  # ingestion.admin adds the provider mappings
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Instrument]:
         # __str__ reads the exchange code, so autocomplete results and change pages join it too.

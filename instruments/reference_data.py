@@ -1,6 +1,8 @@
-"""Reference data as plain Python: instrument types, sectors, exchanges, providers and demo instruments.
+"""Reference data as plain Python: instrument types, sectors, exchanges and demo instruments.
 
-``instruments.seeding`` writes these into the database; the simulator reads ``DEMO_PRICES``.
+``instruments.seeding`` writes these into the database; the feed side (``ingestion``) reads the
+listing codes kept beside them (``yahoo_suffix``, ``dhan``) to seed its provider mappings, and
+the simulator reads ``DEMO_PRICES``.
 Session times are exchange-local wall-clock times. Lunch breaks (Tokyo, Hong Kong, Shanghai,
 Shenzhen) are not modelled here: the exchange-calendars calendar carries them where it matters.
 """
@@ -9,8 +11,6 @@ from __future__ import annotations
 
 from datetime import time
 from decimal import Decimal
-
-from ingestion.models import DEFAULT_SETTINGS
 
 INSTRUMENT_TYPES: list[dict] = [
     {"code": "EQ", "name": "Equity"},
@@ -274,50 +274,6 @@ EXCHANGES: list[dict] = [
         "yahoo_suffix": "",
     },
 ]
-
-PROVIDERS: list[dict] = [
-    {"code": "YF", "name": "Yahoo Finance", "kind": "yahoo", "rate_limit": 2.0},
-    {"code": "DHAN", "name": "Dhan", "kind": "dhan", "rate_limit": 5.0},
-    {"code": "SIM", "name": "Simulator", "kind": "simulated", "rate_limit": 100.0},
-    {"code": "REPLAY", "name": "CSV replay", "kind": "replay", "rate_limit": 100.0},
-]
-for _provider in PROVIDERS:
-    # A copy, so editing one provider's settings never edits the shared defaults.
-    _provider["settings"] = dict(DEFAULT_SETTINGS[_provider["kind"]])
-
-INDIAN_EXCHANGES = frozenset({"NSE", "BSE"})
-SIM_PRIORITY = 1000
-
-
-def exchange_provider_mappings() -> list[dict]:
-    """Which providers serve which exchange.
-
-    Dhan is primary on NSE and BSE with Yahoo as fallback; Yahoo is primary everywhere else.
-    The simulator is mapped on every exchange too, never primary and with the lowest priority
-    (the largest number), so the demo setup can stream any exchange's instruments without
-    credentials while a real feed, once configured, always wins.
-    """
-    rows = []
-    for exchange in EXCHANGES:
-        code = exchange["code"]
-        if code in INDIAN_EXCHANGES:
-            rows.append({"exchange": code, "provider": "DHAN", "is_primary": True, "priority": 10})
-            rows.append({"exchange": code, "provider": "YF", "is_primary": False, "priority": 20})
-        else:
-            rows.append({"exchange": code, "provider": "YF", "is_primary": True, "priority": 10})
-        rows.append({"exchange": code, "provider": "SIM", "is_primary": False, "priority": SIM_PRIORITY})
-    return rows
-
-
-EXCHANGE_PROVIDER_MAPPINGS: list[dict] = exchange_provider_mappings()
-
-# Yahoo symbols of the Indian indices Dhan lists under the IDX_I segment; other indices get no
-# Yahoo mapping because Yahoo's index tickers cannot be derived from the exchange symbol.
-YAHOO_INDEX_SYMBOLS: dict[tuple[str, str], str] = {
-    ("NSE", "NIFTY"): "^NSEI",
-    ("NSE", "BANKNIFTY"): "^NSEBANK",
-    ("BSE", "SENSEX"): "^BSESN",
-}
 
 # Demo instruments. ``dhan`` is (segment, security id) from Dhan's scrip master; ``price`` is a
 # plausible reference level for the simulator to start from, not a quote.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -123,31 +124,44 @@ def instrument_update(*, instrument: Instrument, data: dict[str, Any]) -> Instru
 class InstrumentHasHistoryError(Exception):
     """The instrument has stored price history that a delete would destroy."""
 
-    def __init__(self, *, instrument: Instrument, intraday: int, daily: int) -> None:
+    def __init__(self, *, instrument: Instrument, counts: dict[str, int]) -> None:
         self.instrument = instrument
+        self.counts = counts
+        stored = " and ".join(f"{n} {label}" for label, n in counts.items())
         super().__init__(
-            f"Instrument {instrument} has stored price history ({intraday} intraday and {daily} daily bars). "
+            f"Instrument {instrument} has stored price history ({stored} bars). "
             "Repeat the request with ?force=true to deactivate it instead (history is kept)."
         )
+
+
+# Apps above this one that keep rows a delete would destroy (``marketdata``'s price history)
+# register a guard from their ``AppConfig.ready``: ``guard(instrument) -> {label: rows}``.
+DeleteGuard = Callable[[Instrument], dict[str, int]]
+_delete_guards: list[DeleteGuard] = []
+
+
+def register_delete_guard(guard: DeleteGuard) -> None:
+    if guard not in _delete_guards:
+        _delete_guards.append(guard)
 
 
 def instrument_delete(*, instrument: Instrument, force: bool = False) -> Instrument | None:
     """Delete an instrument without price history; returns ``None`` once deleted.
 
-    With history, raises ``InstrumentHasHistoryError`` unless ``force``: then the instrument
-    is deactivated and stops streaming (``is_active`` and ``record_data`` off), history kept.
+    With history (as the registered guards count it), raises ``InstrumentHasHistoryError``
+    unless ``force``: then the instrument is deactivated and stops streaming (``is_active`` and
+    ``record_data`` off), history kept.
     """
-    from marketdata.models import PriceHistoryDaily, PriceHistoryIntraday
-
     with transaction.atomic():
         locked = Instrument.objects.select_for_update().get(pk=instrument.pk)
-        intraday = PriceHistoryIntraday.objects.filter(instrument=locked).count()
-        daily = PriceHistoryDaily.objects.filter(instrument=locked).count()
-        if not (intraday or daily):
+        counts: dict[str, int] = {}
+        for guard in _delete_guards:
+            counts.update(guard(locked))
+        if not any(counts.values()):
             locked.delete()
             return None
         if not force:
-            raise InstrumentHasHistoryError(instrument=locked, intraday=intraday, daily=daily)
+            raise InstrumentHasHistoryError(instrument=locked, counts=counts)
         locked.is_active = False
         locked.record_data = False
         locked.save(update_fields=["is_active", "record_data", "updated_at"])

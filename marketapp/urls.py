@@ -10,7 +10,7 @@ urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("", include("marketdata.page_urls")),
+    path("", include("marketapp.page_urls")),
     path("", include("accounts.urls")),
     path("", include("exchanges.urls")),
     path("", include("instruments.urls")),

@@ -8,7 +8,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin_actions import AuditedAdminMixin
-from ingestion.admin import ProviderListFilter, RelatedChoicesMixin
 
 from .models import PriceHistoryDaily, PriceHistoryIntraday
 
@@ -34,27 +33,27 @@ class IntervalListFilter(admin.SimpleListFilter):
         return queryset.filter(interval=self.value()) if self.value() else queryset
 
 
-class BarAdmin(AuditedAdminMixin, RelatedChoicesMixin, admin.ModelAdmin):
-    """What both bar tables share."""
+class BarAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """What both bar tables share (``ingestion`` adds the provider column and filter on top)."""
 
     search_fields = ("^instrument__symbol",)
     search_help_text = "Instrument symbol (prefix)."
-    autocomplete_fields = ("instrument", "source")
-    list_select_related = ("instrument__exchange", "source")
+    autocomplete_fields = ("instrument",)
+    list_select_related = ("instrument__exchange",)
     show_full_result_count = False
     list_per_page = 100
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # Rows print their instrument as EXCHANGE:SYMBOL and their source by code, never credentials.
-        return super().get_queryset(request).select_related(*self.list_select_related).defer("source__credentials")
+        # Rows print their instrument as EXCHANGE:SYMBOL: join the exchange.
+        return super().get_queryset(request).select_related(*self.list_select_related)
 
 
 @admin.register(PriceHistoryIntraday)
 class PriceHistoryIntradayAdmin(BarAdmin):
     """Intraday bars; ``timestamp`` is the bar's open instant in UTC."""
 
-    list_display = ("instrument", "interval", "timestamp", "open", "high", "low", "close", "volume", "source")
-    list_filter = (IntervalListFilter, ("source", ProviderListFilter), "is_active")
+    list_display = ("instrument", "interval", "timestamp", "open", "high", "low", "close", "volume", "source_id")
+    list_filter = (IntervalListFilter, "is_active")
     date_hierarchy = "timestamp"
     ordering = ("-timestamp",)
 
@@ -72,9 +71,9 @@ class PriceHistoryDailyAdmin(BarAdmin):
         "close",
         "volume",
         "adj_close",
-        "source",
+        "source_id",
         "from_rollup",
     )
-    list_filter = (("source", ProviderListFilter), "from_rollup", "is_active")
+    list_filter = ("from_rollup", "is_active")
     date_hierarchy = "date"
     ordering = ("-date",)

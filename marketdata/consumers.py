@@ -1,6 +1,6 @@
 """The live market data WebSocket, ``/ws``: subscribe to symbols, receive quotes and 1m bars.
 
-The protocol is the seed design's (see DESIGN.md "WebSocket protocol"). Each connection is
+The protocol is the seed design's (see docs/ARCHITECTURE.md, "WebSocket protocol"). Each connection is
 one ``MarketDataConsumer``: it reads client frames in its own task, and an ``Outbox`` task
 writes to the client. Live updates reach the outbox through the process's ``FanoutHub``
 as the engine's pre-serialized JSON text, forwarded unchanged.

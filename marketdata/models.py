@@ -32,9 +32,10 @@ class PriceHistoryIntraday(BaseModel):
     previous_close = models.FloatField(null=True, blank=True)
     adj_close = models.FloatField(null=True, blank=True)
     delivery_percentage = models.FloatField(null=True, blank=True)
-    source = models.ForeignKey(
-        "ingestion.Provider", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
-    )
+    # The id of the provider (``ingestion.Provider``) that wrote the bar: a plain id, not a foreign
+    # key, since price history knows no feed. ``ingestion`` writes it, shows it in the admin and
+    # clears it when a provider is deleted (``ingestion.signals``).
+    source_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name = "intraday bar"
@@ -67,7 +68,7 @@ class PriceHistoryDaily(BaseModel):
     dividend = models.FloatField(null=True, blank=True)
     split = models.FloatField(null=True, blank=True)
     delivery_percentage = models.FloatField(null=True, blank=True)
-    source = models.ForeignKey("ingestion.Provider", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    source_id = models.BigIntegerField(null=True, blank=True, db_index=True, help_text="Provider id (see intraday).")
     from_rollup = models.BooleanField(default=False, help_text="Built from intraday bars, not provider history.")
 
     class Meta:

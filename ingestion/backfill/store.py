@@ -13,7 +13,7 @@ from .base import DailyBar, IntradayBar
 
 # A provider's bar replaces what the live feed recorded for the same minute (it saw every
 # trade); the trade count only the live feed knows, so it is left alone.
-INTRADAY_UPDATE_FIELDS = ["open", "high", "low", "close", "volume", "source", "updated_at"]
+INTRADAY_UPDATE_FIELDS = ["open", "high", "low", "close", "volume", "source_id", "updated_at"]
 DAILY_UPDATE_FIELDS = [
     "open",
     "high",
@@ -24,7 +24,7 @@ DAILY_UPDATE_FIELDS = [
     "previous_close",
     "dividend",
     "split",
-    "source",
+    "source_id",
     "from_rollup",
     "updated_at",
 ]

@@ -42,11 +42,14 @@ def _now_iso() -> str:
 # --- services: start, stop, status, watchdog ---------------------------------------------------------
 
 
+RUN_STREAM_TASK = "ingestion.run_stream"  # ingestion.tasks.run_stream; services never import tasks
+
+
 def _enqueue(code: str) -> None:
-    from ingestion.tasks import run_stream
+    from celery import current_app
 
     # A start not picked up within the dedupe window is dropped: the watchdog queues a fresh one.
-    run_stream.apply_async(args=[code], queue="streams", expires=settings.STREAM_START_DEDUPE_S)
+    current_app.send_task(RUN_STREAM_TASK, args=[code], queue="streams", expires=settings.STREAM_START_DEDUPE_S)
 
 
 def _queue_start(client: redis.Redis, code: str, by: str, enqueue: Callable[[str], None]) -> bool:

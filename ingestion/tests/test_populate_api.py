@@ -20,10 +20,10 @@ from exchanges.models import Exchange
 from exchanges.tests.factories import ExchangeFactory
 from ingestion.jobs import job_run
 from ingestion.models import PopulateJob, Provider
+from ingestion.seeding import reference_data_seed
 from ingestion.tests.factories import ProviderFactory, ProviderInstrumentMappingFactory
 from ingestion.tests.fakes.history_stub import HistoryStub
 from instruments.models import Instrument
-from instruments.seeding import reference_data_seed
 from instruments.tests.factories import InstrumentFactory, InstrumentTypeFactory
 from marketdata.models import PriceHistoryDaily
 

@@ -171,7 +171,7 @@ def test_provider_daily_history_is_never_overwritten(nse):
         adj_close=1.4,
         dividend=0.1,
         split=2.0,
-        source=provider,
+        source_id=provider.pk,
         from_rollup=False,
     )
     manual = PriceHistoryDailyFactory(instrument=typed_in, date=MONDAY, close=7.0, from_rollup=False)

@@ -21,7 +21,6 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import override_settings
 
-from marketdata.live import store as tickstore
 from ingestion.engine import Engine, InstrumentMeta
 from ingestion.models import Provider
 from ingestion.saver import (
@@ -38,6 +37,7 @@ from ingestion.tests.factories import ProviderFactory
 from ingestion.ticks import Tick
 from instruments.models import Instrument
 from instruments.tests.factories import InstrumentFactory
+from marketdata.live import store as tickstore
 from marketdata.live.store import StoreBatch
 from marketdata.live.store.memory import MemoryTickStore
 from marketdata.live.store.redis import RedisTickStore

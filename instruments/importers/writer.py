@@ -8,16 +8,10 @@ from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, transaction
 
 from exchanges.models import Exchange
-from ingestion.models import Provider, ProviderInstrumentMapping
 from instruments.models import Instrument, InstrumentType, Sector
-from instruments.seeding import (
-    Outcome,
-    changed_fields,
-    instrument_mapping_upsert,
-    record_upsert,
-    yahoo_symbol_for,
-)
+from instruments.seeding import Outcome, changed_fields, record_upsert
 
+from .extensions import registered
 from .records import ImportRecord, ImportResult, InstrumentImportError, RowError
 
 
@@ -28,20 +22,21 @@ class _Plan:
     record: ImportRecord
     exchange: Exchange
     values: dict
-    mappings: list[tuple[Provider, str, str]]  # (provider, segment, search code)
+    extra: list  # per registered extension, what it will write beside the instrument
     new_sector: str = ""  # a sector name not seen yet; resolved (or created) when writing
 
 
 @dataclass
 class _Stored:
-    """Instruments already in the database for one batch, with their mappings by provider id."""
+    """Instruments already in the database for one batch, and what each extension stored for them."""
 
     instruments: dict[tuple[int, str], Instrument] = field(default_factory=dict)
-    mappings: dict[int, dict[int, tuple[str, str]]] = field(default_factory=dict)
+    extra: list = field(default_factory=list)
 
 
 class RecordWriter:
-    """Writes ImportRecords as instruments plus their Dhan and Yahoo mappings.
+    """Writes ImportRecords as instruments, plus what each registered extension keeps per instrument
+    (``ingestion`` adds the Dhan and Yahoo mappings: see ``extensions``).
 
     Rows already stored exactly as the file describes them are recognised from two queries per
     batch and not written again, so a daily re-import of a large scrip master stays quick.
@@ -52,9 +47,10 @@ class RecordWriter:
         self.exchanges = {e.code.upper(): e for e in Exchange.objects.all()}
         self.types = {t.code.upper(): t for t in InstrumentType.objects.all()}
         self.sectors = {s.name.lower(): s for s in Sector.objects.all()}
-        self.providers = {p.code: p for p in Provider.objects.filter(code__in=["DHAN", "YF"])}
+        self.extensions = registered()
+        needed = set().union(*(e.missing_reference(dhan=dhan) for e in self.extensions))
         missing = sorted(
-            ({"YF", "DHAN"} if dhan else {"YF"}) - self.providers.keys()
+            needed
             | (({"NSE", "BSE"} - self.exchanges.keys()) if dhan else set())
             | (({"EQ", "INDEX", "FUT", "OPT"} - self.types.keys()) if dhan else set())
         )
@@ -100,7 +96,7 @@ class RecordWriter:
         if instrument_type is None:
             raise RowError(f"unknown instrument type '{record.type_code}'")
 
-        plan = _Plan(record=record, exchange=exchange, values={"instrument_type": instrument_type}, mappings=[])
+        plan = _Plan(record=record, exchange=exchange, values={"instrument_type": instrument_type}, extra=[])
         if record.name:
             plan.values["name"] = record.name
         if record.isin:
@@ -120,11 +116,9 @@ class RecordWriter:
                 strike=record.strike,
                 option_type=record.option_type,
             )
-            segment, security_id = record.dhan
-            plan.mappings.append((self.providers["DHAN"], segment, security_id))
-        yahoo = yahoo_symbol_for(exchange_code=exchange.code, symbol=record.symbol, type_code=instrument_type.code)
-        if yahoo:
-            plan.mappings.append((self.providers["YF"], "", yahoo))
+        plan.extra = [
+            e.plan(record=record, exchange=exchange, instrument_type=instrument_type) for e in self.extensions
+        ]
         return plan
 
     def _stored(self, plans: list[_Plan]) -> _Stored:
@@ -140,20 +134,17 @@ class RecordWriter:
             for instrument in candidates
             if (key := (instrument.exchange_id, instrument.symbol)) in wanted
         }
-        rows = ProviderInstrumentMapping.objects.filter(
-            instrument__in=stored.instruments.values(), provider__in=self.providers.values()
-        ).values_list("instrument_id", "provider_id", "segment", "search_code")
-        for instrument_id, provider_id, segment, search_code in rows:
-            stored.mappings.setdefault(instrument_id, {})[provider_id] = (segment, search_code)
+        stored.extra = [e.load(list(stored.instruments.values())) for e in self.extensions]
         return stored
 
-    @staticmethod
-    def _is_stored(plan: _Plan, stored: _Stored) -> bool:
+    def _is_stored(self, plan: _Plan, stored: _Stored) -> bool:
         instrument = stored.instruments.get((plan.exchange.pk, plan.record.symbol))
         if instrument is None or plan.new_sector or changed_fields(obj=instrument, values=plan.values):
             return False
-        mappings = stored.mappings.get(instrument.pk, {})
-        return all(mappings.get(provider.pk) == (segment, code) for provider, segment, code in plan.mappings)
+        return all(
+            e.is_stored(instrument=instrument, planned=planned, stored=found)
+            for e, planned, found in zip(self.extensions, plan.extra, stored.extra, strict=True)
+        )
 
     def _write(self, plan: _Plan, created_sectors: list[Sector]) -> Outcome:
         values = plan.values
@@ -173,11 +164,8 @@ class RecordWriter:
             values=values,
             create_values={"record_data": self.record_data},
         )
-        for provider, segment, search_code in plan.mappings:
-            mapping_outcome = instrument_mapping_upsert(
-                provider=provider, instrument=instrument, search_code=search_code, segment=segment
-            )
-            if outcome == "unchanged" and mapping_outcome != "unchanged":
+        for extension, planned in zip(self.extensions, plan.extra, strict=True):
+            if extension.write(instrument=instrument, planned=planned) and outcome == "unchanged":
                 outcome = "updated"
         return outcome
 

@@ -15,9 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ingestion.models import ProviderInstrumentMapping
+from ingestion.seeding import reference_data_seed
 from instruments.importers import instruments_import, isin_is_valid
 from instruments.models import Instrument, Sector
-from instruments.seeding import reference_data_seed
 
 pytestmark = pytest.mark.django_db
 

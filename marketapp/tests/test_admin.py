@@ -78,7 +78,7 @@ def world(db) -> dict:
         low=2490,
         close=2505,
         volume=1000,
-        source=dhan,
+        source_id=dhan.pk,
     )
     PriceHistoryIntraday.objects.create(
         instrument=aapl,
@@ -88,10 +88,10 @@ def world(db) -> dict:
         high=181,
         low=179,
         close=180.5,
-        source=sim,
+        source_id=sim.pk,
     )
     daily = PriceHistoryDaily.objects.create(
-        instrument=reliance, date=date(2024, 1, 15), open=2500, high=2550, low=2480, close=2530, source=dhan
+        instrument=reliance, date=date(2024, 1, 15), open=2500, high=2550, low=2480, close=2530, source_id=dhan.pk
     )
     member = User.objects.create_user(email="member@example.com", password="pw-member-12345")
     watchlist = Watchlist.objects.create(user=member, name="Main")

@@ -3,19 +3,19 @@
 These sit on the hot read path, so they return plain dicts (from ``values_list`` or raw SQL),
 never model instances. Every instant is a timezone-aware UTC ``datetime``.
 
-``instruments`` resolves symbols, ``intraday`` reads (and aggregates) 1-minute bars,
+``instruments.symbols`` resolves symbols (re-exported here), ``intraday`` reads (and aggregates) 1-minute bars,
 ``daily`` reads daily bars, ``live`` adds today's bars from the tick store; ``bars`` holds what
 they share. The public names are importable from ``marketdata.selectors`` itself.
 """
 
-from marketdata.selectors.bars import BAR_FIELDS, INTERVALS, STORED_INTERVAL, Bar
-from marketdata.selectors.daily import daily_bars
-from marketdata.selectors.instruments import (
+from instruments.symbols import (
     AmbiguousSymbolError,
     InstrumentNotFoundError,
     exchange_zone,
     instrument_for_symbol,
 )
+from marketdata.selectors.bars import BAR_FIELDS, INTERVALS, STORED_INTERVAL, Bar
+from marketdata.selectors.daily import daily_bars
 from marketdata.selectors.intraday import bars_aggregate, bin_origin, intraday_aggregate_sql, intraday_bars
 from marketdata.selectors.live import live_minutes
 

@@ -20,9 +20,9 @@ from django.db import connection
 
 from exchanges.models import Exchange
 from instruments.models import Instrument
+from instruments.symbols import exchange_zone
 from marketdata.models import PriceHistoryIntraday
 from marketdata.selectors.bars import BAR_FIELDS, INTERVALS, STORED_INTERVAL, UTC, Bar, _columns, _fetch_bars
-from marketdata.selectors.instruments import exchange_zone
 from marketdata.selectors.live import _merge_live
 
 

@@ -29,8 +29,11 @@ class Command(BaseCommand):
 
     async def _serve(self, host: str, port: int, providers: list[str]) -> None:
         import uvicorn
+        from django.conf import settings
+        from django.utils.module_loading import import_string
 
-        from marketapp.asgi import application
+        # The project's ASGI application, by name: an app never imports the wiring above it.
+        application = import_string(settings.ASGI_APPLICATION)
 
         runtime = MarketRuntime(provider_codes=providers, with_saver=True)
         await runtime.start()

@@ -83,7 +83,7 @@ class SymbolResolver:
 
 def resolve_symbols(names: list[str]) -> dict[str, LiveInstrument | ResolveError]:
     """Each name resolved to an instrument or a ``ResolveError`` (sync: database queries)."""
-    from marketdata.selectors import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
+    from instruments.symbols import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
 
     out: dict[str, LiveInstrument | ResolveError] = {}
     for name in names:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from instruments.seeding import reference_data_seed
+from ingestion.seeding import reference_data_seed
 
 
 class Command(BaseCommand):

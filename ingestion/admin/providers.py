@@ -1,8 +1,5 @@
-"""Admin for providers and their exchange/instrument mappings.
-
-Provider credentials are write-only here: the form shows whether they are set and accepts new
-ones, but never renders the stored value. Provider querysets defer the encrypted column so
-lists, filters and choice widgets neither decrypt every row nor break when the key changes.
+"""The provider admin. Credentials are write-only: the form shows whether they are set and
+accepts new ones, but never renders the stored value.
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -25,52 +21,17 @@ from django.utils.timezone import localtime
 from django.views.decorators.debug import sensitive_post_parameters
 
 from core.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
-from instruments.models import Instrument
+from ingestion import streams
+from ingestion.models import Provider
 
-from . import streams
-from .models import ExchangeProviderMapping, PopulateJob, Provider, ProviderInstrumentMapping
+from .common import (
+    ExchangeProviderMappingInline,
+    LimitedInlineFormSet,
+    ProviderInstrumentMappingLimitedInline,
+    credentials_status,
+)
 
 CREDENTIALS_INPUT = "credentials_input"
-
-
-def provider_choices() -> QuerySet[Provider]:
-    """Providers for choice widgets and filters, without loading the encrypted credentials."""
-    return Provider.objects.defer("credentials")
-
-
-def credentials_status(provider: Provider) -> str:
-    """A human summary of a provider's stored credentials that never includes their values."""
-    if provider.pk is None:
-        return "not set"
-    try:
-        stored = provider.credentials
-    except ImproperlyConfigured:
-        return "set, but unreadable with the current CREDENTIALS_KEY: enter new credentials or clear them"
-    if not any(bool(v) for v in (stored or {}).values()):
-        return "not set"
-    return f"set (keys: {', '.join(sorted(stored))})"
-
-
-class RelatedChoicesMixin:
-    """Lean querysets for foreign keys to Provider (no credentials) and Instrument (with exchange).
-
-    ``Instrument.__str__`` reads its exchange code, so without ``select_related`` every rendered
-    choice costs a query.
-    """
-
-    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):
-        if db_field.related_model is Provider:
-            kwargs.setdefault("queryset", provider_choices())
-        elif db_field.related_model is Instrument:
-            kwargs.setdefault("queryset", Instrument.objects.select_related("exchange"))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
-class ProviderListFilter(admin.RelatedFieldListFilter):
-    """A sidebar filter on a provider foreign key that lists providers by code, undecrypted."""
-
-    def field_choices(self, field, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[int, str]]:
-        return list(provider_choices().order_by("code").values_list("pk", "code"))
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -141,62 +102,6 @@ class ProviderAdminForm(forms.ModelForm):
         elif self.cleaned_data.get(CREDENTIALS_INPUT):
             self.instance.credentials = self.cleaned_data[CREDENTIALS_INPUT]
         return super().save(commit=commit)
-
-
-class MappingInlineMixin(RelatedChoicesMixin):
-    """Inline rows print themselves through their provider and exchange/instrument: join those."""
-
-    row_select_related: tuple[str, ...] = ()
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related(*self.row_select_related).defer("provider__credentials")
-
-
-class ExchangeProviderMappingInline(MappingInlineMixin, admin.TabularInline):
-    """Which providers serve an exchange; shown under both the exchange and the provider."""
-
-    model = ExchangeProviderMapping
-    fields = ("exchange", "provider", "is_primary", "priority", "is_active")
-    autocomplete_fields = ("exchange", "provider")
-    row_select_related = ("exchange", "provider")
-    extra = 0
-
-
-class ProviderInstrumentMappingInline(MappingInlineMixin, admin.TabularInline):
-    """How each provider names this instrument (shown under the instrument)."""
-
-    model = ProviderInstrumentMapping
-    fields = ("provider", "segment", "search_code", "is_active")
-    autocomplete_fields = ("provider",)
-    row_select_related = ("instrument__exchange", "provider")
-    extra = 0
-
-
-class LimitedInlineFormSet(BaseInlineFormSet):
-    """An inline formset that edits only the first ``limit`` existing rows.
-
-    A provider can map hundreds of thousands of instruments; rendering them all would make its
-    change page unusable. The rest are reached through the mapping changelist.
-    """
-
-    limit = 50
-
-    def get_queryset(self) -> QuerySet:
-        if not hasattr(self, "_limited_queryset"):
-            self._limited_queryset = super().get_queryset()[: self.limit]
-        return self._limited_queryset
-
-
-class ProviderInstrumentMappingLimitedInline(MappingInlineMixin, admin.TabularInline):
-    """The first instrument mappings of a provider; the full list is linked from the form."""
-
-    model = ProviderInstrumentMapping
-    formset = LimitedInlineFormSet
-    fields = ("instrument", "segment", "search_code", "is_active")
-    autocomplete_fields = ("instrument",)
-    row_select_related = ("instrument__exchange", "provider")
-    verbose_name_plural = f"instrument mappings (first {LimitedInlineFormSet.limit})"
-    extra = 0
 
 
 class PersistenceLagMixin:
@@ -368,63 +273,3 @@ class ProviderAdmin(PersistenceLagMixin, AuditedAdminMixin, admin.ModelAdmin):
                 succeeded.append(provider.code)
         if succeeded:
             self.message_user(request, f"Stream {done}: {', '.join(succeeded)}.", messages.SUCCESS)
-
-
-@admin.register(ExchangeProviderMapping)
-class ExchangeProviderMappingAdmin(AuditedAdminMixin, RelatedChoicesMixin, admin.ModelAdmin):
-    """Exchange to provider assignments (primary first, then by priority)."""
-
-    list_display = ("exchange", "provider", "is_primary", "priority", "is_active")
-    list_filter = (("provider", ProviderListFilter), "exchange", "is_primary", "is_active")
-    search_fields = ("exchange__code", "exchange__name", "provider__code", "provider__name")
-    autocomplete_fields = ("exchange", "provider")
-    list_select_related = ("exchange", "provider")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ExchangeProviderMapping]:
-        return super().get_queryset(request).select_related(*self.list_select_related).defer("provider__credentials")
-
-
-@admin.register(ProviderInstrumentMapping)
-class ProviderInstrumentMappingAdmin(AuditedAdminMixin, RelatedChoicesMixin, admin.ModelAdmin):
-    """Provider-specific instrument codes; may hold a whole scrip master, so counts are skipped."""
-
-    list_display = ("instrument", "provider", "segment", "search_code", "is_active")
-    list_filter = (("provider", ProviderListFilter), "segment", "instrument__exchange", "is_active")
-    search_fields = ("search_code", "instrument__symbol", "instrument__name")
-    autocomplete_fields = ("instrument", "provider")
-    list_select_related = ("instrument__exchange", "provider")
-    show_full_result_count = False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderInstrumentMapping]:
-        return super().get_queryset(request).select_related(*self.list_select_related).defer("provider__credentials")
-
-
-@admin.register(PopulateJob)
-class PopulateJobAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """Seeding, import and history jobs queued through ``/populate/``: read-only records."""
-
-    list_display = ("id", "kind", "state", "progress", "message", "created_by", "created_at", "finished_at")
-    list_filter = ("kind", "state")
-    search_fields = ("message",)
-    date_hierarchy = "created_at"
-    list_select_related = ("created_by",)
-    readonly_fields = (
-        "kind",
-        "state",
-        "params",
-        "progress_done",
-        "progress_total",
-        "message",
-        "errors",
-        "started_at",
-        "finished_at",
-        "created_by",
-        *AUDIT_FIELDS,
-    )
-
-    @admin.display(description="progress")
-    def progress(self, job: PopulateJob) -> str:
-        return f"{job.progress_done}/{job.progress_total}" if job.progress_total else "-"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # jobs are queued through the API, which validates their arguments

@@ -15,10 +15,10 @@ from django.core.management.base import CommandError
 
 from exchanges.models import Exchange
 from ingestion.models import DEFAULT_SETTINGS, ExchangeProviderMapping, Provider, ProviderInstrumentMapping
+from ingestion.seeding import demo_data_seed, reference_data_seed
 from instruments import reference_data
 from instruments.importers import isin_is_valid
 from instruments.models import Instrument, InstrumentType, Sector
-from instruments.seeding import demo_data_seed, reference_data_seed
 
 pytestmark = pytest.mark.django_db
 

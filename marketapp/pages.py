@@ -14,7 +14,7 @@ from accounts.watchlist_api import WatchlistOutputSerializer
 from accounts.watchlists import watchlist_default_ensure, watchlist_list
 from core.api.permissions import is_admin
 from ingestion.selectors import provider_list
-from marketdata.selectors import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
+from instruments.symbols import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
 
 
 def _instrument_context(instrument) -> dict:

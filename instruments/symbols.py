@@ -1,4 +1,8 @@
-"""Instrument lookup by symbol (``AAPL``, ``NASDAQ:AAPL``), cached briefly, and the exchange's time zone."""
+"""Instrument lookup by symbol (``AAPL``, ``NASDAQ:AAPL``), cached briefly, and the exchange's time zone.
+
+Reference data, so it lives here; the history API, the live feed's symbol resolver and the
+watchlists all resolve symbols through it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 
 from exchanges.models import Exchange
-from instruments.models import Instrument
+
+from .models import Instrument
 
 
 class AmbiguousSymbolError(Exception):

@@ -1,8 +1,8 @@
-"""Routes of the server-rendered pages (see ``marketdata.pages``)."""
+"""Routes of the server-rendered pages (see ``marketapp.pages``)."""
 
 from django.urls import path
 
-from marketdata import pages
+from marketapp import pages
 
 urlpatterns = [
     path("live/", pages.live_dashboard, name="live"),

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from ingestion.seeding import demo_data_seed
 from instruments.reference_data import DEFAULT_ADMIN_EMAIL
-from instruments.seeding import demo_data_seed
 
 
 class Command(BaseCommand):
