@@ -9,6 +9,7 @@ carry a reason).
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
@@ -110,12 +111,24 @@ class BrowserOriginValidator(OriginValidator):
     sites from riding on the dashboard's session cookie. Programs (Python, curl) send none
     and authenticate with a token, which another site cannot use, so a missing ``Origin`` is
     let through (channels' ``AllowedHostsOriginValidator`` would refuse them).
+
+    A browser app served from another origin is let in when that origin is allowed for
+    cross-origin HTTP too (``CORS_ALLOWED_ORIGINS``, ``CORS_ALLOWED_ORIGIN_REGEXES``): one list
+    for both. Any other foreign origin is refused with 403, as before.
     """
 
     def valid_origin(self, parsed_origin) -> bool:
         if parsed_origin is None:
             return True
-        return self.validate_origin(parsed_origin)
+        return self.validate_origin(parsed_origin) or cors_origin_allowed(parsed_origin)
+
+
+def cors_origin_allowed(parsed_origin) -> bool:
+    """Whether ``scheme://host[:port]`` is one of the configured cross-origin apps."""
+    origin = f"{parsed_origin.scheme}://{parsed_origin.netloc}".lower()
+    if origin in {o.lower().rstrip("/") for o in getattr(settings, "CORS_ALLOWED_ORIGINS", ())}:
+        return True
+    return any(re.fullmatch(pattern, origin) for pattern in getattr(settings, "CORS_ALLOWED_ORIGIN_REGEXES", ()))
 
 
 def AllowedHostsBrowserOriginValidator(application):
