@@ -20,6 +20,10 @@ Query semantics (also in the OpenAPI descriptions):
   ``HISTORY_MAX_RANGE_DAYS`` for daily are refused with a 400 before any query runs.
 - Daily bars carry the trading date (``"2024-01-15"``) under ``timestamp``; intraday bars the
   bar's open instant in UTC (``"2024-01-15T03:45:00Z"``).
+- Daily ``interval``: ``1d`` (default, the stored trading days), ``1w`` (ISO weeks, Monday
+  start) or ``1mo`` (calendar months), of the exchange-local trading dates. A period's
+  ``timestamp`` is its start date (the Monday, the 1st), traded or not; the range is widened
+  to whole periods. Anything else is a 400 naming the allowed values.
 - Keyset pagination: ``limit`` (1..10000, default 1000) and an opaque ``cursor`` (base64 of the
   last row's timestamp) taken from ``next``, a full URL or null. Defaulted dates are pinned in
   ``next`` so every page reads the same window.
@@ -48,6 +52,7 @@ from marketdata.api.auth import CachedUserJWTAuthentication
 from marketdata.api.history_query import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    DailyQuerySerializer,
     HistoryQuerySerializer,
     IntradayQuerySerializer,
     decode_cursor,
@@ -58,6 +63,8 @@ from marketdata.api.history_query import (
     resolve_range,
 )
 from marketdata.selectors import (
+    DAILY_INTERVAL,
+    DAILY_INTERVALS,
     INTERVALS,
     AmbiguousSymbolError,
     InstrumentNotFoundError,
@@ -66,6 +73,8 @@ from marketdata.selectors import (
     instrument_for_symbol,
     intraday_bars,
     live_minutes,
+    period_end,
+    period_start,
 )
 
 
@@ -138,16 +147,28 @@ def _parameters(*, intraday: bool) -> list[OpenApiParameter]:
         OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque; taken from `next`."),
     ]
     if intraday:
-        params.insert(
-            4,
-            OpenApiParameter(
-                "interval",
-                OpenApiTypes.STR,
-                enum=list(INTERVALS),
-                default="1m",
-                description="Bar size. Coarser bars are built from 1-minute bars, aligned to the session open.",
+        interval = OpenApiParameter(
+            "interval",
+            OpenApiTypes.STR,
+            enum=list(INTERVALS),
+            default="1m",
+            description="Bar size. Coarser bars are built from 1-minute bars, aligned to the session open.",
+        )
+    else:
+        interval = OpenApiParameter(
+            "interval",
+            OpenApiTypes.STR,
+            enum=list(DAILY_INTERVALS),
+            default=DAILY_INTERVAL,
+            description=(
+                "Bar period: `1d` trading days, `1w` ISO weeks (Monday start), `1mo` calendar months, of the "
+                "exchange-local trading dates. A week's or month's `timestamp` is its start date (the Monday, "
+                "the 1st), whether or not the exchange traded that day, and the date range is widened to whole "
+                "periods. Open is the first day's open, close the last day's close, high/low the extremes, volume "
+                "the sum. Any other value is a 400."
             ),
         )
+    params.insert(4, interval)
     return params
 
 
@@ -156,7 +177,7 @@ class _HistoryView(APIView):
 
     authentication_classes = [CachedUserJWTAuthentication, SessionAuthentication]
     renderer_classes = [JSONRenderer]
-    query_serializer: type[HistoryQuerySerializer] = HistoryQuerySerializer
+    query_serializer: type[HistoryQuerySerializer] = DailyQuerySerializer
 
     def _query(self, request) -> tuple[dict[str, Any], Instrument, ZoneInfo]:
         data = fast_history_query(request.query_params, intraday=self.query_serializer is IntradayQuerySerializer)
@@ -247,7 +268,7 @@ class IntradayHistoryApi(_HistoryView):
 
 
 class DailyHistoryApi(_HistoryView):
-    """Daily bars of one instrument, by trading date."""
+    """Daily bars of one instrument, by trading date, or weeks and months of them."""
 
     @extend_schema(
         operation_id="marketdata_daily",
@@ -256,8 +277,13 @@ class DailyHistoryApi(_HistoryView):
         responses={
             200: _page_schema(
                 "DailyHistoryPage",
-                _bar_schema("DailyBar", serializers.DateField(help_text="Trading date, exchange-local.")),
-                intervals=["1d"],
+                _bar_schema(
+                    "DailyBar",
+                    serializers.DateField(
+                        help_text="Trading date (1d) or the period's start date (1w, 1mo), exchange-local."
+                    ),
+                ),
+                intervals=list(DAILY_INTERVALS),
             ),
             **error_responses(400, 401, 404),
         },
@@ -272,16 +298,24 @@ class DailyHistoryApi(_HistoryView):
             max_days=max_daily_days(),
             now=timezone.now(),
         )
-        # Trading days whose local day overlaps [start, end).
-        first = start.astimezone(zone).date()
-        last = (end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+        interval = data["interval"]
+        # Trading days whose local day overlaps [start, end), widened to whole weeks or months.
+        first = period_start(start.astimezone(zone).date(), interval)
+        last = period_end((end - dt.timedelta(microseconds=1)).astimezone(zone).date(), interval)
         after = decode_cursor(data["cursor"], kind=dt.date) if data.get("cursor") else None
-        rows = daily_bars(instrument=instrument, start_date=first, end_date=last, after=after, limit=data["limit"] + 1)
+        rows = daily_bars(
+            instrument=instrument,
+            start_date=first,
+            end_date=last,
+            after=after,
+            limit=data["limit"] + 1,
+            interval=interval,
+        )
         return self._respond(
             request,
             instrument=instrument,
             zone=zone,
-            interval="1d",
+            interval=interval,
             rows=rows,
             limit=data["limit"],
             window=(first.isoformat(), last.isoformat()),

@@ -19,7 +19,7 @@ from django.conf import settings
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from marketdata.selectors import INTERVALS, STORED_INTERVAL
+from marketdata.selectors import DAILY_INTERVAL, DAILY_INTERVALS, INTERVALS, STORED_INTERVAL
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
@@ -88,7 +88,7 @@ class HistoryBoundField(serializers.Field):
 
 
 class HistoryQuerySerializer(serializers.Serializer):
-    """The query string of both history endpoints."""
+    """What the query strings of both history endpoints share."""
 
     symbol = serializers.CharField(max_length=100)
     exchange = serializers.CharField(max_length=20, required=False, allow_blank=True)
@@ -108,6 +108,18 @@ class IntradayQuerySerializer(HistoryQuerySerializer):
     )
 
 
+class DailyQuerySerializer(HistoryQuerySerializer):
+    """Adds the period: trading days, ISO weeks or calendar months."""
+
+    interval = serializers.ChoiceField(
+        choices=list(DAILY_INTERVALS),
+        default=DAILY_INTERVAL,
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not a valid interval; use one of: {", ".join(DAILY_INTERVALS)}.'
+        },
+    )
+
+
 def fast_history_query(params, *, intraday: bool) -> dict[str, Any] | None:
     """The serializer's ``validated_data`` for a plainly well-formed query, or None to ask it.
 
@@ -116,9 +128,8 @@ def fast_history_query(params, *, intraday: bool) -> dict[str, Any] | None:
     lengths in bounds, plain digits for ``limit``) and returns what it would return (values
     stripped, defaults filled); anything else goes to the serializer, which also words errors.
     """
-    data: dict[str, Any] = {"limit": DEFAULT_LIMIT}
-    if intraday:
-        data["interval"] = STORED_INTERVAL
+    intervals = INTERVALS if intraday else DAILY_INTERVALS
+    data: dict[str, Any] = {"limit": DEFAULT_LIMIT, "interval": STORED_INTERVAL if intraday else DAILY_INTERVAL}
     for name in ("symbol", "exchange", "start_date", "end_date", "limit", "cursor", "interval"):
         raw = params.get(name)
         if raw is None:
@@ -126,9 +137,7 @@ def fast_history_query(params, *, intraday: bool) -> dict[str, Any] | None:
         if not (isinstance(raw, str) and raw.isascii() and raw.isprintable()):
             return None
         if name == "interval":
-            if not intraday:
-                continue
-            if raw not in INTERVALS:
+            if raw not in intervals:
                 return None
             data[name] = raw
             continue

@@ -4,8 +4,8 @@ These sit on the hot read path, so they return plain dicts (from ``values_list``
 never model instances. Every instant is a timezone-aware UTC ``datetime``.
 
 ``instruments.symbols`` resolves symbols (re-exported here), ``intraday`` reads (and aggregates) 1-minute bars,
-``daily`` reads daily bars, ``live`` adds today's bars from the tick store; ``bars`` holds what
-they share. The public names are importable from ``marketdata.selectors`` itself.
+``daily`` reads daily bars (and weeks and months of them), ``live`` adds today's bars from the
+tick store; ``bars`` holds what they share. The public names are importable from ``marketdata.selectors`` itself.
 """
 
 from instruments.symbols import (
@@ -15,12 +15,22 @@ from instruments.symbols import (
     instrument_for_symbol,
 )
 from marketdata.selectors.bars import BAR_FIELDS, INTERVALS, STORED_INTERVAL, Bar
-from marketdata.selectors.daily import daily_bars
+from marketdata.selectors.daily import (
+    DAILY_INTERVAL,
+    DAILY_INTERVALS,
+    daily_aggregate,
+    daily_aggregate_sql,
+    daily_bars,
+    period_end,
+    period_start,
+)
 from marketdata.selectors.intraday import bars_aggregate, bin_origin, intraday_aggregate_sql, intraday_bars
 from marketdata.selectors.live import live_minutes
 
 __all__ = [
     "BAR_FIELDS",
+    "DAILY_INTERVAL",
+    "DAILY_INTERVALS",
     "INTERVALS",
     "STORED_INTERVAL",
     "AmbiguousSymbolError",
@@ -28,10 +38,14 @@ __all__ = [
     "InstrumentNotFoundError",
     "bars_aggregate",
     "bin_origin",
+    "daily_aggregate",
+    "daily_aggregate_sql",
     "daily_bars",
     "exchange_zone",
     "instrument_for_symbol",
     "intraday_aggregate_sql",
     "intraday_bars",
     "live_minutes",
+    "period_end",
+    "period_start",
 ]
