@@ -5,6 +5,14 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _demo_settings_for_tests(settings):
+    """Tests seed the demo set without synthetic history (a test that wants it asks) and with a
+    simulator trading around the clock, so no test depends on the hour it runs at."""
+    settings.DEMO_HISTORY_SESSIONS = 0
+    settings.SIM_FOLLOW_SESSIONS = False
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(email="user@example.com", password="pw-user-12345")

@@ -18,7 +18,7 @@ DEFAULT_SETTINGS: dict[str, dict] = {
         "rest_url": "https://api.dhan.co/v2",
         "mode": "quote",
     },
-    "simulated": {"tick_interval_ms": 250, "seed": None, "follow_sessions": False},
+    "simulated": {"tick_interval_ms": 250, "seed": None, "follow_sessions": True},
     "replay": {"path": "", "speed": 1.0, "loop": False},
 }
 

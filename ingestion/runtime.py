@@ -22,22 +22,36 @@ class MarketRuntime:
     """The engine, its provider manager and optionally the saver, started and stopped together."""
 
     def __init__(
-        self, *, provider_codes: list[str] | None = None, with_saver: bool = False, refresh_s: float = 10.0
+        self,
+        *,
+        provider_codes: list[str] | None = None,
+        with_saver: bool = False,
+        with_rollup: bool = False,
+        refresh_s: float = 10.0,
     ) -> None:
         self.store = get_tick_store()
         self.engine = Engine(store=self.store, publisher=ChannelLayerPublisher())
         self.manager = ProviderManager(engine=self.engine, provider_codes=provider_codes, refresh_s=refresh_s)
         self.saver = BarSaver(store=self.store) if with_saver else None
         self._saver_task: asyncio.Task | None = None
+        # The embedded mode has no Celery beat: it rolls closed sessions up into daily bars itself.
+        self.with_rollup = with_rollup
+        self._rollup_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.manager.start()
         if self.saver is not None:
             self._saver_task = asyncio.create_task(self.saver.run_forever(settings.PERSIST_INTERVAL_S))
+        if self.with_rollup:
+            self._rollup_task = asyncio.create_task(rollup_forever(settings.ROLLUP_INTERVAL_S))
         logger.info("market runtime started: %s", ", ".join(self.manager.clients) or "no providers")
 
     async def stop(self) -> None:
         await self.manager.stop()
+        if self._rollup_task is not None:
+            self._rollup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rollup_task
         if self._saver_task is not None:
             self._saver_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -45,6 +59,28 @@ class MarketRuntime:
             with contextlib.suppress(Exception):
                 await self.saver.flush()  # what the engine closed on the way out
         logger.info("market runtime stopped")
+
+
+async def rollup_forever(interval_s: float) -> None:
+    """``rollup_due`` now and then every ``interval_s``, in a worker thread (it is ORM code).
+
+    A failing round is logged and the next one tries again: the rollup catches up on every
+    closed session of its look-back window, so nothing is lost by a missed round.
+    """
+    from channels.db import database_sync_to_async
+
+    from ingestion.rollup import rollup_due
+
+    run = database_sync_to_async(rollup_due, thread_sensitive=False)
+    while True:
+        try:
+            result = await run()
+        except Exception:
+            logger.exception("daily rollup failed; retrying in %.0f s", interval_s)
+        else:
+            if result["rolled"]:
+                logger.info("daily rollup: %s", ", ".join(f"{r['exchange']} {r['date']}" for r in result["rolled"]))
+        await asyncio.sleep(interval_s)
 
 
 async def run_until_signalled(runtime: MarketRuntime, stop: asyncio.Event | None = None) -> None:

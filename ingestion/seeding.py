@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.services import DemoAdmin, demo_admin_ensure
@@ -67,6 +68,13 @@ def instrument_mapping_upsert(
     return "updated" if stale and outcome == "unchanged" else outcome
 
 
+def _initial_settings(row: dict) -> dict:
+    initial = dict(row["settings"])
+    if row["kind"] == "simulated":
+        initial["follow_sessions"] = bool(getattr(settings, "SIM_FOLLOW_SESSIONS", True))
+    return initial
+
+
 def feed_reference_seed(report: SeedReport) -> None:
     """Providers (default settings, no credentials) and which provider serves which exchange."""
     exchanges = {e.code: e for e in Exchange.objects.all()}
@@ -76,7 +84,7 @@ def feed_reference_seed(report: SeedReport) -> None:
             model=Provider,
             lookup={"code": row["code"]},
             values={"name": row["name"], "kind": row["kind"]},
-            create_values={"settings": dict(row["settings"]), "rate_limit": row["rate_limit"], "credentials": {}},
+            create_values={"settings": _initial_settings(row), "rate_limit": row["rate_limit"], "credentials": {}},
         )
         report.add("providers", outcome)
 

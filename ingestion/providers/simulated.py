@@ -3,7 +3,8 @@
 Each instrument ticks as a Poisson process (``ticks_per_second``, default 2), moves by a
 log-normal step scaled from an annual volatility, keeps a cumulative day volume, session
 open/high/low and a bid/ask spread of a few ticks. A ``seed`` makes runs reproducible.
-With ``follow_sessions`` it only ticks while the instrument's exchange is in session.
+With ``follow_sessions`` (the default) it only ticks while the instrument's exchange is in
+session; set it false to trade around the clock (tests, benchmarks, a demo at night).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class SimulatedFeedClient(FeedClient):
             # the configured rate would be silently capped, so wake up more often instead.
             self.interval = max(MIN_INTERVAL_S, min(self.interval, 1.0 / self.rate))
         self.volatility = float(self.settings.get("volatility", 0.4))
-        self.follow_sessions = bool(self.settings.get("follow_sessions", False))
+        self.follow_sessions = bool(self.settings.get("follow_sessions", True))
         self.session_check = session_check
         self.walks: dict[int, _Walk] = {}
         self._open_cache: dict[str, tuple[float, bool]] = {}

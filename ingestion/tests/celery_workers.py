@@ -19,7 +19,7 @@ from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFa
 from instruments.tests.factories import InstrumentFactory
 
 ROOT = Path(settings.BASE_DIR)
-FAST_SIM = {"seed": 3, "ticks_per_second": 20, "tick_interval_ms": 50}
+FAST_SIM = {"seed": 3, "ticks_per_second": 20, "tick_interval_ms": 50, "follow_sessions": False}
 # Short leases and quick reports, so takeovers happen within seconds.
 STREAM_ENV = {
     "STREAM_LEASE_TTL_S": "3",

@@ -18,7 +18,8 @@ class ProviderFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Provider {n}")
     code = factory.Sequence(lambda n: f"P{n}")
     kind = Provider.Kind.SIMULATED
-    settings = factory.LazyFunction(dict)
+    # Around the clock: a test must not depend on the hour it runs at (the default follows sessions).
+    settings = factory.LazyFunction(lambda: {"follow_sessions": False})
     credentials = factory.LazyFunction(dict)
 
 

@@ -27,7 +27,7 @@ from instruments.reference_data import DEFAULT_ADMIN_EMAIL, DEMO_PRICES
 from instruments.tests.factories import InstrumentFactory
 
 ROOT = Path(settings.BASE_DIR)
-FAST_SIM = {"seed": 3, "ticks_per_second": 20, "tick_interval_ms": 50}
+FAST_SIM = {"seed": 3, "ticks_per_second": 20, "tick_interval_ms": 50, "follow_sessions": False}
 
 
 def _sim_exchange() -> list[int]:
@@ -136,7 +136,13 @@ def test_ingest_streams_into_redis_and_stops_cleanly_on_ctrl_c(tmp_path, redis_d
 def test_runmarket_serves_and_streams_on_the_embedded_default(tmp_path):
     """The zero-configuration mode: SQLite, memory tick store, one process, SIM quotes."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(VAR_DIR=str(tmp_path), DEMO_ADMIN_PASSWORD="demo-pass-12345", LOG_LEVEL="INFO")
+    env.update(
+        VAR_DIR=str(tmp_path),
+        DEMO_ADMIN_PASSWORD="demo-pass-12345",
+        LOG_LEVEL="INFO",
+        SIM_FOLLOW_SESSIONS="false",  # quotes at any hour of the test run
+        DEMO_HISTORY_SESSIONS="1",
+    )
     for step in (["migrate", "--noinput"], ["seed_demo"]):
         done = subprocess.run(
             [sys.executable, "manage.py", *step], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -166,6 +172,8 @@ def test_runmarket_serves_and_streams_on_the_embedded_default(tmp_path):
             wait_for(healthy, 10, "GET /health/ to answer 200")
             wait_for(lambda: "feed SIM: idle -> streaming" in log.read_text(), 5, "the SIM feed to stream")
             quote = _first_quote(port, "NASDAQ:AAPL", password=env["DEMO_ADMIN_PASSWORD"])
+            # seed_demo wrote a past session of history, rolled up: the daily chart is not empty.
+            daily = _authed_get(port, "/marketdata/daily?symbol=NASDAQ:AAPL", password=env["DEMO_ADMIN_PASSWORD"])
         finally:
             code = stop_process(process)
     output = log.read_text()
@@ -173,9 +181,30 @@ def test_runmarket_serves_and_streams_on_the_embedded_default(tmp_path):
     assert "provider SIM (simulated) started" in output
     assert "market runtime stopped" in output
     assert "Traceback" not in output
-    # The simulator started the walk from the demo reference price, and the quote moved on from it.
+    # One rolled-up daily bar of the seeded session; the simulator's walk starts from its close.
+    assert len(daily["results"]) == 1, daily
+    last_close = daily["results"][-1]["close"]
+    assert last_close != float(DEMO_PRICES[("NASDAQ", "AAPL")])  # the seeded walk moved
     assert (quote["symbol"], quote["exchange"]) == ("AAPL", "NASDAQ")
-    assert quote["open"] == float(DEMO_PRICES[("NASDAQ", "AAPL")]) and quote["close"] > 0 and quote["seq"] >= 1
+    assert quote["open"] == last_close and quote["close"] > 0 and quote["seq"] >= 1
+
+
+def _access_token(port: int, password: str) -> str:
+    login = urllib.request.Request(
+        f"http://127.0.0.1:{port}/auth/login",
+        data=json.dumps({"email": DEFAULT_ADMIN_EMAIL, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(login, timeout=5) as response:  # noqa: S310 - a fixed http://127.0.0.1 URL
+        return json.load(response)["access"]
+
+
+def _authed_get(port: int, path: str, *, password: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {_access_token(port, password)}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - a fixed http://127.0.0.1 URL
+        return json.load(response)
 
 
 def _first_quote(port: int, symbol: str, *, password: str) -> dict:

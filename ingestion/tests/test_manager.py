@@ -30,7 +30,7 @@ from instruments.tests.factories import InstrumentFactory
 from marketdata.live.store.memory import MemoryTickStore
 from marketdata.tests.factories import PriceHistoryDailyFactory
 
-FAST_SIM = {"seed": 1, "ticks_per_second": 20, "tick_interval_ms": 50}
+FAST_SIM = {"seed": 1, "ticks_per_second": 20, "tick_interval_ms": 50, "follow_sessions": False}
 db = sync_to_async
 
 

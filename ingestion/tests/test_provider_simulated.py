@@ -172,7 +172,9 @@ async def test_without_follow_sessions_the_session_check_is_not_consulted():
         raise AssertionError("must not be called")
 
     client = SimulatedFeedClient(
-        code="SIM", settings={"seed": 4, "ticks_per_second": 50, "tick_interval_ms": 20}, session_check=closed
+        code="SIM",
+        settings={"seed": 4, "ticks_per_second": 50, "tick_interval_ms": 20, "follow_sessions": False},
+        session_check=closed,
     )
     ticks = await running(client, sub(1), seconds=0.3)
     assert ticks and client.status == FeedStatus.STOPPED and client.last_error == ""

@@ -123,7 +123,8 @@ def test_reference_exchanges_facts():
     assert expected <= by_code.keys()
 
 
-def test_providers_have_default_settings_and_no_credentials():
+def test_providers_have_default_settings_and_no_credentials(settings):
+    settings.SIM_FOLLOW_SESSIONS = True  # the default outside the test suite
     reference_data_seed()
 
     providers = {p.code: p for p in Provider.objects.all()}

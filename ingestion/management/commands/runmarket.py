@@ -35,7 +35,7 @@ class Command(BaseCommand):
         # The project's ASGI application, by name: an app never imports the wiring above it.
         application = import_string(settings.ASGI_APPLICATION)
 
-        runtime = MarketRuntime(provider_codes=providers, with_saver=True)
+        runtime = MarketRuntime(provider_codes=providers, with_saver=True, with_rollup=True)
         await runtime.start()
         config = uvicorn.Config(application, host=host, port=port, lifespan="off", log_level="info", ws="websockets")
         server = uvicorn.Server(config)

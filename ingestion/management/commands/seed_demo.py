@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from ingestion.demo_history import demo_history_seed
 from ingestion.seeding import demo_data_seed
 from instruments.reference_data import DEFAULT_ADMIN_EMAIL
 
@@ -25,6 +26,13 @@ class Command(BaseCommand):
             default="",
             help=f"Admin email (default: DEMO_ADMIN_EMAIL from the environment, else {DEFAULT_ADMIN_EMAIL}).",
         )
+        parser.add_argument(
+            "--history-sessions",
+            type=int,
+            default=None,
+            help="Past sessions of synthetic 1-minute and daily bars per demo instrument "
+            "(default DEMO_HISTORY_SESSIONS; 0 writes none).",
+        )
 
     def handle(self, *args, **options) -> None:
         email = (
@@ -39,6 +47,16 @@ class Command(BaseCommand):
             raise CommandError(f"Invalid admin email '{email}': {' '.join(exc.messages)}") from exc
         for line in result.report.lines():
             self.stdout.write(line)
+        sessions = options["history_sessions"]
+        sessions = settings.DEMO_HISTORY_SESSIONS if sessions is None else sessions
+        if sessions < 0:
+            raise CommandError("--history-sessions must be 0 or more.")
+        history = demo_history_seed(sessions=sessions)
+        if sessions:
+            self.stdout.write(
+                f"demo history: {history.intraday} 1-minute bars and {history.daily} daily bars written "
+                f"({sessions} past sessions per exchange; existing bars kept)"
+            )
         admin = result.admin
         if not admin.created:
             self.stdout.write(f"Admin user {admin.user.email} already exists; left unchanged.")
