@@ -20,6 +20,7 @@ from core.api.errors import Conflict
 from core.api.pagination import LimitOffsetPagination
 from core.api.params import query_flag
 from core.api.schema import error_responses
+from core.api.serializers import StrictFieldsMixin
 from exchanges.models import Exchange
 
 from .filters import MAX_ID
@@ -131,7 +132,7 @@ class InstrumentOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InstrumentInputSerializer(serializers.Serializer):
+class InstrumentInputSerializer(StrictFieldsMixin, serializers.Serializer):
     """What a client sends to create or replace (PUT) an instrument; PATCH sends any subset."""
 
     symbol = serializers.CharField(max_length=64)
@@ -164,7 +165,12 @@ LIST_PARAMETERS = [
     OpenApiParameter("exchange_id", OpenApiTypes.INT, description="Exchange id."),
     OpenApiParameter("exchange", OpenApiTypes.STR, description="Exchange code, any case (NSE)."),
     OpenApiParameter("symbol", OpenApiTypes.STR, description="Exact symbol, any case."),
-    OpenApiParameter("search", OpenApiTypes.STR, description="Start of the symbol or the name, any case."),
+    OpenApiParameter(
+        "search",
+        OpenApiTypes.STR,
+        description="Text anywhere in the symbol, name or ISIN, any case (at most 255 characters). Results come "
+        "ranked: the exact symbol, then symbols starting with it, names starting with it, then the rest.",
+    ),
     OpenApiParameter("sector", OpenApiTypes.STR, description="Sector id or name."),
     OpenApiParameter("instrument_type", OpenApiTypes.STR, description="Instrument type id or code (EQ, INDEX)."),
     OpenApiParameter("is_active", OpenApiTypes.BOOL, description="true or false."),

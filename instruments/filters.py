@@ -1,4 +1,4 @@
-"""Query-string filters of the instrument list."""
+"""Query-string filters of the instrument, sector and instrument type lists."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from django.db.models import Q, QuerySet
 
 from core.api.params import StrictBooleanFilter
 
-from .models import Instrument
+from .models import Instrument, InstrumentType, Sector
+from .search import MAX_SEARCH_LENGTH, search_instruments
 
 # Largest value of a PostgreSQL bigint: ids above it cannot exist and would make the query fail.
 MAX_ID = 2**63 - 1
@@ -45,7 +46,10 @@ class InstrumentFilter(django_filters.FilterSet):
     )
     symbol = django_filters.CharFilter(field_name="symbol", lookup_expr="iexact", help_text="Exact symbol, any case.")
     search = django_filters.CharFilter(
-        method="filter_search", help_text="Start of the symbol or the name, any case (REL finds RELIANCE)."
+        method="filter_search",
+        max_length=MAX_SEARCH_LENGTH,
+        help_text="Text anywhere in the symbol, name or ISIN, any case; ranked: exact symbol, symbol prefix, "
+        "name prefix, then the rest.",
     )
     sector = django_filters.CharFilter(method="filter_sector", help_text="Sector id or name.")
     instrument_type = django_filters.CharFilter(
@@ -58,13 +62,42 @@ class InstrumentFilter(django_filters.FilterSet):
         fields = ["exchange_id", "exchange", "symbol", "search", "sector", "instrument_type", "is_active"]
 
     def filter_search(self, queryset: QuerySet[Instrument], name: str, value: str) -> QuerySet[Instrument]:
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(Q(symbol__istartswith=value) | Q(name__istartswith=value))
+        return search_instruments(queryset, value)
 
     def filter_sector(self, queryset: QuerySet[Instrument], name: str, value: str) -> QuerySet[Instrument]:
         return _id_or_name(queryset, value, id_field="sector_id", name_field="sector__name")
 
     def filter_instrument_type(self, queryset: QuerySet[Instrument], name: str, value: str) -> QuerySet[Instrument]:
         return _id_or_name(queryset, value, id_field="instrument_type_id", name_field="instrument_type__code")
+
+
+class SectorFilter(django_filters.FilterSet):
+    """The filters of ``GET /sectors/``."""
+
+    search = django_filters.CharFilter(
+        field_name="name", lookup_expr="icontains", max_length=100, help_text="Text anywhere in the name, any case."
+    )
+    is_active = StrictBooleanFilter(field_name="is_active", help_text="true or false.")
+
+    class Meta:
+        model = Sector
+        fields = ["search", "is_active"]
+
+
+class InstrumentTypeFilter(django_filters.FilterSet):
+    """The filters of ``GET /instrument-types/``."""
+
+    search = django_filters.CharFilter(
+        method="filter_search", max_length=100, help_text="Text anywhere in the code or the name, any case."
+    )
+    is_active = StrictBooleanFilter(field_name="is_active", help_text="true or false.")
+
+    class Meta:
+        model = InstrumentType
+        fields = ["search", "is_active"]
+
+    def filter_search(self, queryset: QuerySet[InstrumentType], name: str, value: str) -> QuerySet[InstrumentType]:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(code__icontains=value) | Q(name__icontains=value))
