@@ -5,7 +5,8 @@ never model instances. Every instant is a timezone-aware UTC ``datetime``.
 
 ``instruments.symbols`` resolves symbols (re-exported here), ``intraday`` reads (and aggregates) 1-minute bars,
 ``daily`` reads daily bars (and weeks and months of them), ``live`` adds today's bars from the
-tick store; ``bars`` holds what they share. The public names are importable from ``marketdata.selectors`` itself.
+tick store, ``snapshot`` reads an exchange's or a watchlist's latest quotes; ``bars`` holds
+what they share. The public names are importable from ``marketdata.selectors`` itself.
 """
 
 from instruments.symbols import (
@@ -26,16 +27,29 @@ from marketdata.selectors.daily import (
 )
 from marketdata.selectors.intraday import bars_aggregate, bin_origin, intraday_aggregate_sql, intraday_bars
 from marketdata.selectors.live import live_minutes
+from marketdata.selectors.snapshot import (
+    SNAPSHOT_MAX_LIMIT,
+    SNAPSHOT_ORDERS,
+    SNAPSHOT_SORTS,
+    Snapshot,
+    SnapshotNotFoundError,
+    market_snapshot,
+)
 
 __all__ = [
     "BAR_FIELDS",
     "DAILY_INTERVAL",
     "DAILY_INTERVALS",
     "INTERVALS",
+    "SNAPSHOT_MAX_LIMIT",
+    "SNAPSHOT_ORDERS",
+    "SNAPSHOT_SORTS",
     "STORED_INTERVAL",
     "AmbiguousSymbolError",
     "Bar",
     "InstrumentNotFoundError",
+    "Snapshot",
+    "SnapshotNotFoundError",
     "bars_aggregate",
     "bin_origin",
     "daily_aggregate",
@@ -46,6 +60,7 @@ __all__ = [
     "intraday_aggregate_sql",
     "intraday_bars",
     "live_minutes",
+    "market_snapshot",
     "period_end",
     "period_start",
 ]
