@@ -2,12 +2,15 @@
 
 Two sources, chosen per exchange:
 
-* ``calendar_code`` set: exchange-calendars is authoritative for which days trade and at which
-  instants (holidays, early closes, late opens, lunch breaks). Where the calendar's regular hours
-  differ from the row's ``market_open``/``market_close``, the calendar wins: it is maintained
-  against the exchange's own announcements, the row is typed in by an operator. The row still
-  supplies the pre/post-market hours, which the calendars do not know. ``ExchangeHoliday`` rows
-  are not consulted for these exchanges.
+* ``calendar_code`` set: exchange-calendars says which days trade and at which instants
+  (holidays, early closes, late opens, lunch breaks). Where the calendar's regular hours differ
+  from the row's ``market_open``/``market_close``, the calendar wins: it is maintained against
+  the exchange's own announcements, the row is typed in by an operator. The row still supplies
+  the pre/post-market hours, which the calendars do not know. An active ``ExchangeHoliday`` row
+  overrides the calendar on its date (an unscheduled closure, changed hours, an extra session):
+  ``is_closed`` closes the day; otherwise its ``open_time``/``close_time`` replace the
+  calendar's, each falling back to the calendar's instant (or the row's hours on a day the
+  calendar has no session).
 * otherwise: the row's ``market_open``/``market_close`` in its time zone, Monday to Friday (every
   day when ``is_open_24_hours``), adjusted by active ``ExchangeHoliday`` rows. A row with
   ``is_closed`` closes the day; a row with ``is_closed=False`` gives special hours (its
@@ -23,7 +26,7 @@ from __future__ import annotations
 import functools
 import zoneinfo
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 import exchange_calendars
@@ -65,6 +68,45 @@ class _CalendarTable:
     weekmask: str
     sessions: dict[date, tuple[datetime, datetime, datetime | None, datetime | None]]
     early_closes: frozenset[date]
+    holiday_names: dict[date, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Holiday:
+    """A day the exchange would normally trade but is closed.
+
+    ``name`` is the calendar's or the operator's name for it, ``None`` when neither gives one
+    (exchange-calendars names only its rule-based holidays, not its ad hoc closures).
+    ``source`` is ``calendar`` (exchange-calendars) or ``override`` (an ``ExchangeHoliday`` row).
+    """
+
+    date: date
+    name: str | None
+    source: str
+
+
+# Market status values, the regular session first.
+OPEN = "open"
+CLOSED = "closed"
+PRE_MARKET = "pre_market"
+POST_MARKET = "post_market"
+
+# How far ahead ``exchange_status`` looks for the next open and close.
+STATUS_HORIZON_DAYS = 31
+
+
+@dataclass(frozen=True, slots=True)
+class MarketStatus:
+    """Where an exchange stands at an instant ``at`` (UTC); see ``exchange_status``."""
+
+    status: str
+    at: datetime
+    local_time: datetime
+    trading_date: date
+    session: Session | None
+    next_open: datetime | None
+    next_close: datetime | None
+    holiday: Holiday | None
 
 
 def _to_utc(value: pd.Timestamp) -> datetime | None:
@@ -89,6 +131,10 @@ def _calendar_table(code: str, year: int) -> _CalendarTable:
         end = min(end, bound_max.date())
     calendar = exchange_calendars.get_calendar(code, start=start.isoformat(), end=end.isoformat())
     schedule = calendar.schedule
+    holiday_names: dict[date, str] = {}
+    if calendar.regular_holidays is not None:
+        named = calendar.regular_holidays.holidays(start.isoformat(), end.isoformat(), return_name=True)
+        holiday_names = {label.date(): str(name) for label, name in named.items()}
     sessions = {
         label.date(): (_to_utc(row.open), _to_utc(row.close), _to_utc(row.break_start), _to_utc(row.break_end))
         for label, row in zip(schedule.index, schedule.itertuples(index=False), strict=True)
@@ -99,6 +145,7 @@ def _calendar_table(code: str, year: int) -> _CalendarTable:
         weekmask=calendar.weekmask,
         sessions=sessions,
         early_closes=frozenset(label.date() for label in calendar.early_closes),
+        holiday_names=holiday_names,
     )
 
 
@@ -169,11 +216,15 @@ def _check_in_table(table: _CalendarTable, exchange: Exchange, *days: date) -> N
 def _session_on(
     exchange: Exchange, table: _CalendarTable | None, day: date, tz: zoneinfo.ZoneInfo, holidays: dict
 ) -> Session | None:
-    """The calendar's session where it has data; past its last date (calendars ship holiday
-    lists a year or two ahead), the exchange row's hours and ExchangeHoliday rows instead."""
+    """The calendar's session (overridden by an ExchangeHoliday row) where it has data; past its
+    last date (calendars ship holiday lists a year or two ahead), and for exchanges without a
+    calendar, the exchange row's hours and ExchangeHoliday rows."""
+    row = holidays.get(day)
     if table is not None and day <= table.last:
-        return _calendar_session(exchange, table, day, tz)
-    return _row_session(exchange, day, holidays.get(day), tz)
+        if row is None:
+            return _calendar_session(exchange, table, day, tz)
+        return _calendar_override(exchange, table, day, tz, row)
+    return _row_session(exchange, day, row, tz)
 
 
 def _calendar_session(exchange: Exchange, table: _CalendarTable, day: date, tz: zoneinfo.ZoneInfo) -> Session | None:
@@ -191,6 +242,31 @@ def _calendar_session(exchange: Exchange, table: _CalendarTable, day: date, tz: 
         break_start=break_start,
         break_end=break_end,
         is_early_close=day in table.early_closes,
+    )
+
+
+def _calendar_override(
+    exchange: Exchange, table: _CalendarTable, day: date, tz: zoneinfo.ZoneInfo, row: ExchangeHoliday
+) -> Session | None:
+    """A calendar day as an operator's ExchangeHoliday row changes it."""
+    if row.is_closed:
+        return None
+    base = _calendar_session(exchange, table, day, tz)
+    if base is None:
+        # An extra session on a day the calendar closes: the row's special hours, else the row's hours.
+        return _row_session(exchange, day, row, tz)
+    open_ = _local(day, row.open_time, tz) if row.open_time else base.open
+    close = _local(day, row.close_time, tz) if row.close_time else base.close
+    if open_ >= close:
+        raise ValueError(f"Special hours of {exchange.code} on {day} open at or after they close.")
+    keeps_break = base.break_start is not None and open_ <= base.break_start and base.break_end <= close
+    return replace(
+        base,
+        open=open_,
+        close=close,
+        break_start=base.break_start if keeps_break else None,
+        break_end=base.break_end if keeps_break else None,
+        is_early_close=close < base.close or (base.is_early_close and close == base.close),
     )
 
 
@@ -249,9 +325,7 @@ def exchange_session(*, exchange: Exchange, date: date) -> Session | None:
     table = _table_for(exchange) if exchange.calendar_code else None
     if table is not None:
         _check_in_table(table, exchange, day)
-        if day <= table.last:
-            return _calendar_session(exchange, table, day, tz)
-    return _row_session(exchange, day, _holiday_rows(exchange, day, day).get(day), tz)
+    return _session_on(exchange, table, day, tz, _holiday_rows(exchange, day, day))
 
 
 def exchange_sessions(*, exchange: Exchange, start: date, end: date) -> list[Session]:
@@ -261,10 +335,40 @@ def exchange_sessions(*, exchange: Exchange, start: date, end: date) -> list[Ses
     table = _table_for(exchange) if exchange.calendar_code else None
     if table is not None:
         _check_in_table(table, exchange, start)
-    needs_rows = table is None or end > table.last
-    holidays = _holiday_rows(exchange, start, end) if needs_rows else {}
+    holidays = _holiday_rows(exchange, start, end)
     candidates = (_session_on(exchange, table, day, tz, holidays) for day in _days(start, end))
     return [session for session in candidates if session is not None]
+
+
+def exchange_closures(*, exchange: Exchange, start: date, end: date) -> list[Holiday]:
+    """Days from ``start`` to ``end`` (inclusive) on which ``exchange`` would normally trade but is
+    closed, with their names: the calendar's holidays and the operator's closing rows.
+
+    Weekends of a Monday-to-Friday exchange are not holidays; a full closure is. A calendar
+    holiday that an operator's row opens (``is_closed=False``) is not one either.
+    """
+    start, end = _require_range(start, end)
+    rows = _holiday_rows(exchange, start, end)
+    table = _table_for(exchange) if exchange.calendar_code else None
+    closures: dict[date, Holiday] = {}
+    if table is not None:
+        _check_in_table(table, exchange, start)
+        for day in _days(start, min(end, table.last)):
+            if table.weekmask[day.weekday()] == "1" and day not in table.sessions:
+                closures[day] = Holiday(date=day, name=table.holiday_names.get(day), source="calendar")
+    for day, row in rows.items():
+        if not row.is_closed:
+            closures.pop(day, None)
+            continue
+        if table is not None and day <= table.last:
+            regular = table.weekmask[day.weekday()] == "1"
+        else:
+            regular = _is_regular_trading_day(exchange, day)
+        if regular:
+            known = closures.get(day)
+            name = row.name or (known.name if known else None)
+            closures[day] = Holiday(date=day, name=name, source="override")
+    return [closures[day] for day in sorted(closures)]
 
 
 def exchange_holidays(*, exchange: Exchange, start: date, end: date) -> list[date]:
@@ -272,22 +376,7 @@ def exchange_holidays(*, exchange: Exchange, start: date, end: date) -> list[dat
 
     Weekends of a Monday-to-Friday exchange are not holidays; a full closure is.
     """
-    start, end = _require_range(start, end)
-    rows = [
-        day
-        for day, row in sorted(_holiday_rows(exchange, start, end).items())
-        if row.is_closed and _is_regular_trading_day(exchange, day)
-    ]
-    if not exchange.calendar_code:
-        return rows
-    table = _table_for(exchange)
-    _check_in_table(table, exchange, start)
-    from_calendar = [
-        day
-        for day in _days(start, min(end, table.last))
-        if table.weekmask[day.weekday()] == "1" and day not in table.sessions
-    ]
-    return from_calendar + [day for day in rows if day > table.last]
+    return [holiday.date for holiday in exchange_closures(exchange=exchange, start=start, end=end)]
 
 
 def exchange_early_closes(*, exchange: Exchange, start: date, end: date) -> list[Session]:
@@ -310,7 +399,7 @@ def exchange_is_open(*, exchange: Exchange, at: datetime) -> bool:
         return session is not None and session.contains(at)
     table = _table_for(exchange)
     _check_in_table(table, exchange, day)
-    holidays = _holiday_rows(exchange, day, day) if day > table.last else {}
+    holidays = _holiday_rows(exchange, day - timedelta(days=1), day + timedelta(days=1))
     # A calendar session may be labelled with a neighbouring date (an evening open for the next
     # day, or a calendar kept in UTC), so look on either side of the local date too.
     for label in (day - timedelta(days=1), day, day + timedelta(days=1)):
@@ -318,3 +407,82 @@ def exchange_is_open(*, exchange: Exchange, at: datetime) -> bool:
         if session is not None and session.contains(at):
             return True
     return False
+
+
+def _trading_intervals(sessions: list[Session]) -> list[tuple[datetime, datetime]]:
+    """The regular trading intervals of ``sessions`` in order, split at breaks, joined where one
+    session closes at the instant the next opens (an exchange open around the clock)."""
+    intervals: list[tuple[datetime, datetime]] = []
+    for session in sessions:
+        if session.break_start and session.break_end:
+            parts = [(session.open, session.break_start), (session.break_end, session.close)]
+        else:
+            parts = [(session.open, session.close)]
+        for start, end in parts:
+            if intervals and intervals[-1][1] >= start:
+                intervals[-1] = (intervals[-1][0], max(intervals[-1][1], end))
+            else:
+                intervals.append((start, end))
+    return intervals
+
+
+def _extended_hours_hold(session: Session, at: datetime) -> bool:
+    """Whether ``at`` falls in ``session`` from its pre-market open to its post-market close."""
+    first = min(session.open, session.pre_market_open or session.open)
+    last = max(session.close, session.post_market_close or session.close)
+    return first <= at < last
+
+
+def exchange_status(*, exchange: Exchange, at: datetime) -> MarketStatus:
+    """Where ``exchange`` stands at the instant ``at``: the same sessions the ingestion uses.
+
+    ``status`` is ``open`` exactly when ``exchange_is_open`` says so; otherwise ``pre_market``
+    or ``post_market`` inside a session's pre/post-market hours, else ``closed`` (a lunch break
+    is closed). ``session`` is the session whose hours, pre/post market included, hold ``at``,
+    else the one of the local date, else ``None``. ``next_open`` / ``next_close`` are the next
+    instants the regular session opens / closes after ``at`` (a break closes and reopens it),
+    ``None`` when there is none within ``STATUS_HORIZON_DAYS``. ``holiday`` is the local date's
+    closure when the exchange is closed for one.
+    """
+    at = _require_aware(at)
+    tz = _tz(exchange)
+    local_time = at.astimezone(tz)
+    today = local_time.date()
+    window_end = today + timedelta(days=STATUS_HORIZON_DAYS)
+    sessions = exchange_sessions(exchange=exchange, start=today - timedelta(days=1), end=window_end)
+    intervals = _trading_intervals(sessions)
+
+    current = next((iv for iv in intervals if iv[0] <= at < iv[1]), None)
+    next_open = next((start for start, _ in intervals if start > at), None)
+    later = (end for start, end in intervals if start > at)
+    next_close = current[1] if current is not None else next(later, None)
+    if next_close is not None and sessions[-1].date == window_end and next_close == sessions[-1].close:
+        # Trading runs on to the window's last day and may go on past it: the close is not known.
+        next_close = None
+
+    session = next((candidate for candidate in sessions if _extended_hours_hold(candidate, at)), None)
+    if current is not None:
+        status = OPEN
+    elif session is not None and at < session.open:
+        status = PRE_MARKET
+    elif session is not None and at >= session.close:
+        status = POST_MARKET
+    else:
+        status = CLOSED
+    if session is None:
+        session = next((candidate for candidate in sessions if candidate.date == today), None)
+
+    holiday = None
+    if status == CLOSED and session is None:
+        closures = exchange_closures(exchange=exchange, start=today, end=today)
+        holiday = closures[0] if closures else None
+    return MarketStatus(
+        status=status,
+        at=at,
+        local_time=local_time,
+        trading_date=today,
+        session=session,
+        next_open=next_open,
+        next_close=next_close,
+        holiday=holiday,
+    )

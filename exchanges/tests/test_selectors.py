@@ -8,6 +8,7 @@ import pytest
 
 from exchanges import selectors
 from exchanges.selectors import (
+    exchange_closures,
     exchange_early_closes,
     exchange_holidays,
     exchange_is_open,
@@ -24,56 +25,6 @@ UTC = dt.UTC
 
 def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=UTC)
-
-
-@pytest.fixture
-def nyse():
-    return ExchangeFactory(
-        code="NYSE",
-        calendar_code="XNYS",
-        timezone="America/New_York",
-        pre_market_open=dt.time(4, 0),
-        market_open=dt.time(9, 30),
-        market_close=dt.time(16, 0),
-        post_market_close=dt.time(20, 0),
-    )
-
-
-@pytest.fixture
-def nse():
-    return ExchangeFactory(
-        code="NSE",
-        calendar_code="XBOM",
-        timezone="Asia/Kolkata",
-        currency="INR",
-        pre_market_open=dt.time(9, 0),
-        market_open=dt.time(9, 15),
-        market_close=dt.time(15, 30),
-    )
-
-
-@pytest.fixture
-def tse():
-    return ExchangeFactory(
-        code="TSE",
-        calendar_code="XTKS",
-        timezone="Asia/Tokyo",
-        currency="JPY",
-        market_open=dt.time(9, 0),
-        market_close=dt.time(15, 0),
-    )
-
-
-@pytest.fixture
-def local_exchange():
-    """An exchange without a calendar: its hours and holiday rows are all there is."""
-    return ExchangeFactory(
-        code="LOCAL",
-        timezone="America/New_York",
-        pre_market_open=dt.time(8, 0),
-        market_open=dt.time(9, 30),
-        market_close=dt.time(16, 0),
-    )
 
 
 # --- exchange-calendars backed -------------------------------------------------------------
@@ -124,9 +75,42 @@ def test_calendar_hours_win_over_row_hours(nyse):
     assert (session.open, session.close) == (utc(2024, 1, 16, 14, 30), utc(2024, 1, 16, 21, 0))
 
 
-def test_calendar_ignores_holiday_rows(nyse):
-    ExchangeHolidayFactory(exchange=nyse, date=dt.date(2024, 1, 16), is_closed=True)
-    assert exchange_session(exchange=nyse, date=dt.date(2024, 1, 16)) is not None
+def test_a_closing_row_overrides_the_calendar(nyse):
+    ExchangeHolidayFactory(exchange=nyse, date=dt.date(2024, 1, 16), is_closed=True, name="Snow day")
+    assert exchange_session(exchange=nyse, date=dt.date(2024, 1, 16)) is None
+    assert not exchange_is_open(exchange=nyse, at=utc(2024, 1, 16, 15, 0))
+    assert [
+        s.date.day for s in exchange_sessions(exchange=nyse, start=dt.date(2024, 1, 16), end=dt.date(2024, 1, 17))
+    ] == [17]
+    closures = exchange_closures(exchange=nyse, start=dt.date(2024, 1, 1), end=dt.date(2024, 1, 31))
+    assert [(h.date, h.name, h.source) for h in closures] == [
+        (dt.date(2024, 1, 1), "New Year's Day", "calendar"),
+        (dt.date(2024, 1, 15), "Dr. Martin Luther King Jr. Day", "calendar"),
+        (dt.date(2024, 1, 16), "Snow day", "override"),
+    ]
+
+
+def test_a_special_hours_row_overrides_the_calendars_hours(nyse):
+    ExchangeHolidayFactory(exchange=nyse, date=dt.date(2024, 1, 16), is_closed=False, close_time=dt.time(13, 0))
+    session = exchange_session(exchange=nyse, date=dt.date(2024, 1, 16))
+    assert (session.open, session.close) == (utc(2024, 1, 16, 14, 30), utc(2024, 1, 16, 18, 0))
+    assert session.is_early_close
+    assert session.post_market_close == utc(2024, 1, 17, 1, 0)
+    assert not exchange_is_open(exchange=nyse, at=utc(2024, 1, 16, 18, 30))
+
+
+def test_a_row_opens_a_calendar_holiday_and_keeps_its_name_when_closing_one(nyse):
+    ExchangeHolidayFactory(exchange=nyse, date=dt.date(2024, 1, 15), is_closed=False)
+    ExchangeHolidayFactory(exchange=nyse, date=dt.date(2024, 1, 1), is_closed=True, name="")
+    session = exchange_session(exchange=nyse, date=dt.date(2024, 1, 15))
+    assert (session.open, session.close) == (utc(2024, 1, 15, 14, 30), utc(2024, 1, 15, 21, 0))
+    closures = exchange_closures(exchange=nyse, start=dt.date(2024, 1, 1), end=dt.date(2024, 1, 31))
+    assert [(h.date, h.name, h.source) for h in closures] == [(dt.date(2024, 1, 1), "New Year's Day", "override")]
+
+
+def test_calendar_holidays_without_a_rule_have_no_name(nse):
+    closures = exchange_closures(exchange=nse, start=dt.date(2024, 1, 26), end=dt.date(2024, 1, 26))
+    assert [(h.date, h.name, h.source) for h in closures] == [(dt.date(2024, 1, 26), None, "calendar")]
 
 
 def test_nyse_sessions_for_a_range(nyse):
