@@ -276,6 +276,7 @@ WS_SEND_QUEUE = env.int("WS_SEND_QUEUE", default=1000)
 WS_STUCK_TIMEOUT_S = env.float("WS_STUCK_TIMEOUT_S", default=10)
 WS_TRANSPORT_BUFFER_BYTES = env.int("WS_TRANSPORT_BUFFER_BYTES", default=262144)
 WS_SYMBOL_CACHE_TTL_S = env.float("WS_SYMBOL_CACHE_TTL_S", default=30)
+LIVE_PUBSUB_CLIENT = env.str("LIVE_PUBSUB_CLIENT", default="resp")  # the hub's Redis pub/sub client: resp | redis-py
 
 # --- Market data --------------------------------------------------------------------------------
 FAILOVER_AFTER_S = env.float("FAILOVER_AFTER_S", default=30.0)
