@@ -13,6 +13,7 @@ from rest_framework.request import Request
 
 from core.api.pagination import LimitOffsetPagination
 from core.api.permissions import IsAdminRole
+from core.api.serializers import StrictFieldsMixin
 from exchanges.models import Exchange
 from ingestion.api.crud import _crud_schema, _CrudViewSet
 from ingestion.api.providers import ProviderSummarySerializer
@@ -42,7 +43,7 @@ class ExchangeProviderMappingOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ExchangeProviderMappingInputSerializer(serializers.Serializer):
+class ExchangeProviderMappingInputSerializer(StrictFieldsMixin, serializers.Serializer):
     """What a client sends to add (POST), replace (PUT) or change (PATCH) an exchange's provider."""
 
     provider = IdOrCodeRelatedField(slug_field="code", queryset=Provider.objects.all(), help_text="Id or code.")
@@ -75,7 +76,7 @@ class ProviderInstrumentMappingOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ProviderInstrumentMappingInputSerializer(serializers.Serializer):
+class ProviderInstrumentMappingInputSerializer(StrictFieldsMixin, serializers.Serializer):
     """What a client sends to add (POST), replace (PUT) or change (PATCH) a provider's instrument mapping."""
 
     instrument = serializers.PrimaryKeyRelatedField(queryset=Instrument.objects.all(), help_text="Instrument id.")

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from core.api.permissions import IsAdminRole
 from core.api.schema import error_responses
+from core.api.serializers import StrictFieldsMixin
 from ingestion.backfill import BackfillError
 from ingestion.jobs import (
     FILE_FORMATS,
@@ -87,11 +88,11 @@ class JobSerializer(serializers.ModelSerializer):
         return {key: value for key, value in (job.params or {}).items() if key != "path"}
 
 
-class ReferenceInputSerializer(serializers.Serializer):
+class ReferenceInputSerializer(StrictFieldsMixin, serializers.Serializer):
     """Nothing to choose: the reference data is part of the application."""
 
 
-class InstrumentsUploadSerializer(serializers.Serializer):
+class InstrumentsUploadSerializer(StrictFieldsMixin, serializers.Serializer):
     """An instrument file to upload (multipart/form-data)."""
 
     file = serializers.FileField(help_text="Dhan scrip master CSV, or exchange,symbol,name,type,sector,isin CSV.")
@@ -100,7 +101,7 @@ class InstrumentsUploadSerializer(serializers.Serializer):
     record_data = serializers.BooleanField(default=False, help_text="Stream the new instruments live.")
 
 
-class InstrumentsUrlSerializer(serializers.Serializer):
+class InstrumentsUrlSerializer(StrictFieldsMixin, serializers.Serializer):
     """An instrument file to fetch (application/json)."""
 
     url = serializers.URLField(help_text="http(s) URL of the file, e.g. Dhan's api-scrip-master.csv.")
@@ -114,7 +115,7 @@ class InstrumentsUrlSerializer(serializers.Serializer):
         return value
 
 
-class HistoryInputSerializer(serializers.Serializer):
+class HistoryInputSerializer(StrictFieldsMixin, serializers.Serializer):
     """A history backfill to queue."""
 
     provider = serializers.CharField(max_length=16, help_text="YF or DHAN.")

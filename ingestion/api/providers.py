@@ -13,6 +13,7 @@ from rest_framework import serializers
 
 from core.api.pagination import LimitOffsetPagination
 from core.api.permissions import IsAdminRole
+from core.api.serializers import StrictFieldsMixin
 from ingestion.api.crud import _crud_schema, _CrudViewSet
 from ingestion.api.streams import ProviderStreamActions
 from ingestion.models import Provider
@@ -55,7 +56,7 @@ class ProviderOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ProviderInputSerializer(serializers.Serializer):
+class ProviderInputSerializer(StrictFieldsMixin, serializers.Serializer):
     """What a client sends to create or replace (PUT) a provider; PATCH sends any subset."""
 
     name = serializers.CharField(max_length=100)

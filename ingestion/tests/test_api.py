@@ -575,3 +575,26 @@ def test_write_authorization(request, operation, client_fixture, expected):
         return
     _assert_error(response, expected)
     assert _state() == before
+
+
+# --- unknown body fields are refused, never dropped ---------------------------------------------
+def test_unknown_fields_are_a_400_naming_them(admin_api_client):
+    provider = ProviderFactory(settings={"seed": 1})
+    exchange = ExchangeFactory()
+
+    created = admin_api_client.post("/providers/", _provider_payload(colour="blue", api_key="x"), format="json")
+    body = _assert_error(created, 400)
+    assert set(body["errors"]) == {"colour", "api_key"}
+
+    patched = admin_api_client.patch(f"/providers/{provider.pk}", {"is_active": False, "bogus": 1}, format="json")
+    assert set(_assert_error(patched, 400)["errors"]) == {"bogus"}
+    provider.refresh_from_db()
+    assert provider.is_active  # nothing of a refused body is written
+
+    mapping = admin_api_client.post(
+        f"/exchange/{exchange.pk}/providers/", {"provider": provider.pk, "primary": True}, format="json"
+    )
+    assert "primary" in _assert_error(mapping, 400)["errors"]
+
+    history = admin_api_client.post("/populate/history/", {"symbols": ["AAPL"], "when": "now"}, format="json")
+    assert "when" in _assert_error(history, 400)["errors"]
