@@ -19,9 +19,6 @@ harness:
 - ``bench.stats``: percentiles, summaries, ratios;
 - ``bench.report``: machine information, tables, ``bench/results/<name>.json``.
 
-Names that used to live here (``common.setup_django``, ``common.write_result``...) still
-resolve to their new module (``__getattr__`` below), for code written against the old layout.
-
 Typical use::
 
     from bench import common, environment, report
@@ -33,7 +30,6 @@ Typical use::
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -55,29 +51,3 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes, short durations (make bench-quick)")
     return parser
-
-
-# --- names moved to the harness's other modules ---------------------------------------------
-_MOVED = {
-    name: module
-    for module, names in {
-        "bench.environment": (
-            "BENCH_DB_NAME BENCH_REDIS_DB LOCK_ENV bench_database_url bench_redis_url "
-            "bench_env database_params psql_conninfo ensure_database flush_redis "
-            "hold_bench_lock setup_django bench_user access_token bench_instruments"
-        ),
-        "bench.procs": "free_port wait_for_port cores pin taskset_prefix Process daphne_cmd uvicorn_cmd server",
-        "bench.usage": "Timer rss_kib",
-        "bench.stats": "percentile summarize ratio",
-        "bench.report": "PACKAGES package_versions machine_info print_table write_result",
-    }.items()
-    for name in names.split()
-}
-
-
-def __getattr__(name: str):
-    """``common.<moved name>``: the name from its new module (imported on first use)."""
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)

@@ -1,6 +1,6 @@
 """``python -m bench.pubsub [--quick]``: the hub's Redis pub/sub client, hand-written RESP vs redis-py.
 
-The load of ``bench.fanout`` through its own machinery (``bench.fanout.run_fanout``): the real
+The load of ``bench.fanout`` through its own machinery (``bench.fanout_run.run_fanout``): the real
 web server (uvicorn on core 0) with the Redis pub/sub channel layer, 1,000 clients (4
 load-generator processes on core 1) each subscribed to 10 of 100 symbols, 2,000 quote
 updates/s for 30 s (quick: 200 clients, 500 updates/s, 5 s). The server runs once with
@@ -21,8 +21,8 @@ import asyncio
 import os
 import statistics
 
-from bench import common, fanout
-from bench.loadgen import raise_nofile
+from bench import common, environment, fanout_run, procs, report
+from bench.wsclient import raise_nofile
 
 CLIENTS = ("resp", "redis-py")
 SETTING = "LIVE_PUBSUB_CLIENT"
@@ -67,11 +67,11 @@ def _ratios(ours: dict, theirs: dict) -> dict:
 async def _measure(kind: str, client: str, symbols: dict, clients: list, *, token: str, **load) -> dict:
     os.environ[SETTING] = client  # start_server passes this process's environment to the server
     try:
-        run = await fanout.run_fanout(kind, symbols, clients, token=token, processes=4, **load)
+        run = await fanout_run.run_fanout(kind, symbols, clients, token=token, processes=4, **load)
     finally:
         os.environ.pop(SETTING, None)
     figures = _pick(run)
-    common.print_table(f"pubsub {client} ({load['rate']:g} updates/s)", list(figures.items()))
+    report.print_table(f"pubsub {client} ({load['rate']:g} updates/s)", list(figures.items()))
     return figures
 
 
@@ -81,7 +81,7 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
     rate = args.rate or (500.0 if quick else 2000.0)
     duration = args.duration or (5.0 if quick else 30.0)
     rounds = args.rounds or (1 if quick else 2)
-    clients = fanout.spread(list(symbols), clients_n, 10)
+    clients = fanout_run.spread(list(symbols), clients_n, 10)
     load = {"rate": rate, "duration": duration, "drain": 1.0 if quick else 2.0}
     runs: dict[str, list[dict]] = {c: [] for c in CLIENTS}
     for i in range(rounds):
@@ -104,7 +104,7 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
     baseline = {"resp": full["resp"]}
     if light:
         figures[f"at_{args.light_rate:g}_updates_per_s"] = {**light, "ratios_redis_py_over_resp": light_ratios}
-    common.write_result(
+    report.write_result(
         "pubsub",
         figures=figures,
         baseline=baseline,
@@ -114,7 +114,7 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
         quick=quick,
         notes=[
             f"bench.fanout's load on {args.server}: {clients_n} clients in 4 load-generator processes, 10 of "
-            f"{fanout.SYMBOL_COUNT} symbols each; {rate:g} updates/s for {duration:g} s; {rounds} round(s) per "
+            f"{fanout_run.SYMBOL_COUNT} symbols each; {rate:g} updates/s for {duration:g} s; {rounds} round(s) per "
             "client, alternating; figures are the median over the rounds",
             f"{SETTING}=resp: the hub's hand-written RESP2 client; {SETTING}=redis-py: redis.asyncio PubSub "
             "(hiredis parser when hiredis is installed, see machine.packages)",
@@ -135,10 +135,10 @@ def main() -> None:
     parser.add_argument("--light-rate", type=float, default=200.0, help="one more run each at this rate, full mode")
     args = parser.parse_args()
     raise_nofile()
-    common.pin(common.LOAD_CORE)  # the publisher (this process) shares core 1 with the load generators
-    common.setup_django()
-    symbols = fanout.seed_symbols()
-    token = common.access_token()
+    procs.pin(common.LOAD_CORE)  # the publisher (this process) shares core 1 with the load generators
+    environment.setup_django()
+    symbols = fanout_run.seed_symbols()
+    token = environment.access_token()
     asyncio.run(amain(args, symbols, token))
 
 
