@@ -51,7 +51,8 @@ def snapshot_instruments(
 ) -> list[tuple[int, str, str]]:
     """``(id, symbol, exchange code)`` of the instruments the snapshot covers.
 
-    An exchange alone: its active instruments streamed live (``record_data``). A watchlist (the
+    An exchange alone: its instruments streamed live, as the ingestion decides it (active,
+    ``record_data``, neither blacklisted nor delisted). A watchlist (the
     caller's own; another user's is not found): its active instruments, only those on
     ``exchange`` when one is given.
     """
@@ -63,7 +64,7 @@ def snapshot_instruments(
             raise SnapshotNotFoundError(f"No watchlist {watchlist_id}.") from None
         qs = qs.filter(watchlist_items__watchlist=watchlist)
     else:
-        qs = qs.filter(record_data=True)
+        qs = qs.filter(record_data=True, blacklisted=False, delisted=False)
     if exchange is not None:
         qs = qs.filter(exchange=exchange)
     return list(qs.order_by("pk").values_list("pk", "symbol", "exchange__code").distinct())

@@ -60,13 +60,15 @@ def book(nse):
     made = {symbol: InstrumentFactory(symbol=symbol, exchange=nse) for symbol in BOOK}
     made["QUIET"] = InstrumentFactory(symbol="QUIET", exchange=nse)
     made["OFF"] = InstrumentFactory(symbol="OFF", exchange=nse, record_data=False)
+    made["GONE"] = InstrumentFactory(symbol="GONE", exchange=nse, delisted=True)
+    made["BANNED"] = InstrumentFactory(symbol="BANNED", exchange=nse, blacklisted=True)
     return made
 
 
 @pytest.fixture
 def quoted(store_mode, book, aapl):  # noqa: F811
-    engine = write([(book[s], *BOOK[s]) for s in BOOK] + [(book["OFF"], 1.0, 1.0, 1), (aapl, 185.0, 180.0, 10)])
-    return engine
+    unstreamed = [(book[s], 1.0, 1.0, 1) for s in ("OFF", "GONE", "BANNED")]
+    return write([(book[s], *BOOK[s]) for s in BOOK] + unstreamed + [(aapl, 185.0, 180.0, 10)])
 
 
 def symbols(response) -> list[str]:
@@ -81,7 +83,7 @@ def test_an_exchanges_streamed_quotes_in_the_quote_endpoints_fields(user_api_cli
     assert response.status_code == 200, body
     assert body["exchange"] == "NSE"
     assert body["as_of"].endswith("Z")
-    # QUIET has no quote, OFF is not streamed, AAPL is on another exchange.
+    # QUIET has no quote, OFF, GONE and BANNED are not streamed, AAPL is on another exchange.
     assert [r["symbol"] for r in body["results"]] == ["AAA", "BBB", "CCC", "DDD", "EEE"]
     assert body["count"] == body["total"] == 5
     assert body["results"][0] == expected(quoted, book["AAA"])
