@@ -18,9 +18,11 @@ from allauth.socialaccount.models import SocialLogin
 from allauth.socialaccount.providers.base.constants import AuthError
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from requests import RequestException
 
 from accounts import services
+from accounts.authentication import AccountNotApproved, user_access_check
 from core.api.errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,31 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return settings.REGISTRATION_OPEN
+
+    def new_user(self, request: HttpRequest):
+        # Sign-up pages and Google sign-up make pending users when REGISTRATION_REQUIRES_APPROVAL is on.
+        user = super().new_user(request)
+        user.status = services.user_initial_status()
+        return user
+
+    def pre_login(self, request: HttpRequest, user, **kwargs) -> HttpResponse | None:
+        response = super().pre_login(request, user, **kwargs)
+        if response is not None:
+            return response
+        try:
+            user_access_check(user)
+        except AccountNotApproved as exc:
+            from allauth.account.internal.stagekit import clear_login
+
+            clear_login(request)
+            sociallogin = (kwargs.get("signal_kwargs") or {}).get("sociallogin")
+            if sociallogin is not None and _is_handoff_state(sociallogin.state):
+                request.session.pop(services.GOOGLE_API_FLOW_SESSION_KEY, None)
+                return _error_response(403, str(exc.detail))
+            message = str(exc.detail).split(": ", 1)[-1]
+            context = {"code": exc.account_code, "message": message[:1].upper() + message[1:]}
+            return render(request, "account/account_not_approved.html", context, status=403)
+        return None
 
     def post_login(
         self,

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 from django.db import models
 
 from core.admin_actions import AUDIT_FIELDS, AuditedAdminMixin
 
+from . import services
 from .models import User, Watchlist, WatchlistItem
+
+
+def _status_action(modeladmin, request, queryset, status: str, verb: str) -> None:
+    changed, refused = services.users_status_set(actor=request.user, users=queryset, status=status)
+    modeladmin.message_user(request, f"{changed} user(s) {verb}.", messages.SUCCESS)
+    if refused:
+        modeladmin.message_user(request, "You cannot reject your own account.", messages.WARNING)
+
+
+@admin.action(description="Approve selected users", permissions=["change"])
+def approve_selected(modeladmin, request, queryset) -> None:
+    """Let pending (or rejected) users in."""
+    _status_action(modeladmin, request, queryset, User.Status.APPROVED, "approved")
+
+
+@admin.action(description="Reject selected users", permissions=["change"])
+def reject_selected(modeladmin, request, queryset) -> None:
+    """Refuse the users; their tokens stop working."""
+    _status_action(modeladmin, request, queryset, User.Status.REJECTED, "rejected")
 
 
 class UserCreationAdminForm(BaseUserCreationForm):
@@ -35,8 +55,19 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
 
     form = UserChangeAdminForm
     add_form = UserCreationAdminForm
-    list_display = ("email", "first_name", "last_name", "role", "is_staff", "is_superuser", "is_active", "last_login")
-    list_filter = ("role", "is_staff", "is_superuser", "is_active", "groups")
+    list_display = (
+        "email",
+        "first_name",
+        "last_name",
+        "role",
+        "status",
+        "is_staff",
+        "is_superuser",
+        "is_active",
+        "last_login",
+    )
+    list_filter = ("status", "role", "is_staff", "is_superuser", "is_active", "groups")
+    actions = (*AuditedAdminMixin.actions, approve_selected, reject_selected)
     search_fields = ("email", "first_name", "last_name")
     ordering = ("email",)
     readonly_fields = ("last_login", "date_joined")
@@ -45,7 +76,7 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
         ("Personal info", {"fields": ("first_name", "last_name", "profile_picture_url")}),
         (
             "Permissions",
-            {"fields": ("role", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+            {"fields": ("role", "status", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
         ("Important dates", {"fields": ("last_login", "date_joined", *AUDIT_FIELDS)}),
     )

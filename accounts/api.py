@@ -1,4 +1,4 @@
-"""Authentication API: register, login, JWT refresh/logout, the current user and Google sign-in."""
+"""Authentication API: register, login, JWT refresh/logout, the current user, passwords and Google sign-in."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from accounts.models import User
 from accounts.selectors import google_login_configured
 from accounts.throttles import AuthRateThrottle
 from core.api.schema import error_responses
+from core.api.serializers import StrictFieldsMixin
 
 TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 
@@ -32,7 +33,7 @@ class UserOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "email", "first_name", "last_name", "role", "profile_picture_url"]
+        fields = ["id", "email", "first_name", "last_name", "role", "status", "profile_picture_url"]
         read_only_fields = fields
 
 
@@ -76,7 +77,7 @@ class RegisterView(CredentialsView):
 
     throttle_classes = [AuthRateThrottle]
 
-    class RegisterInputSerializer(serializers.Serializer):
+    class RegisterInputSerializer(StrictFieldsMixin, serializers.Serializer):
         email = serializers.EmailField(max_length=254)
         password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
         first_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
@@ -86,6 +87,10 @@ class RegisterView(CredentialsView):
         operation_id="auth_register",
         tags=["auth"],
         summary="Create an account",
+        description=(
+            "With `REGISTRATION_REQUIRES_APPROVAL` on, the new account is `pending`: it can sign in only "
+            "to learn so (403 `account_pending`) until an administrator approves it."
+        ),
         request=RegisterInputSerializer,
         responses={201: UserOutputSerializer, **error_responses(400, 403, 429)},
         auth=[],
@@ -102,16 +107,38 @@ class LoginView(CredentialsView):
 
     throttle_classes = [AuthRateThrottle]
 
-    class LoginInputSerializer(serializers.Serializer):
-        email = serializers.EmailField(max_length=254)
+    class LoginInputSerializer(StrictFieldsMixin, serializers.Serializer):
+        email = serializers.EmailField(max_length=254, required=False)
+        username_or_email = serializers.CharField(
+            max_length=254,
+            required=False,
+            help_text="Alias of `email` (the email is the username here). Send one of the two; both must agree.",
+        )
         password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+
+        def validate(self, attrs: dict) -> dict:
+            email = attrs.get("email")
+            alias = attrs.pop("username_or_email", None)
+            if email is None and alias is None:
+                raise serializers.ValidationError({"email": ["Send email (or username_or_email)."]})
+            if email is not None and alias is not None and email.strip().lower() != alias.strip().lower():
+                raise serializers.ValidationError(
+                    {"username_or_email": ["Differs from email; send one of them, or the same address in both."]}
+                )
+            attrs["email"] = email if email is not None else alias
+            return attrs
 
     @extend_schema(
         operation_id="auth_login",
         tags=["auth"],
         summary="Exchange email and password for a JWT pair",
+        description=(
+            "`username_or_email` is accepted instead of `email`. Right credentials of an account an "
+            "administrator has not approved answer 403 with `detail` starting `account_pending` (or "
+            "`account_rejected`); wrong credentials or a deactivated account answer 401."
+        ),
         request=LoginInputSerializer,
-        responses={200: TokenPairOutputSerializer, **error_responses(400, 401, 429)},
+        responses={200: TokenPairOutputSerializer, **error_responses(400, 401, 403, 429)},
         auth=[],
     )
     def post(self, request: Request) -> Response:
@@ -124,7 +151,7 @@ class LoginView(CredentialsView):
 class RefreshView(CredentialsView):
     """Rotate a refresh token: a new pair, and the old refresh token is blacklisted."""
 
-    class RefreshInputSerializer(serializers.Serializer):
+    class RefreshInputSerializer(StrictFieldsMixin, serializers.Serializer):
         refresh = serializers.CharField()
 
     @extend_schema(
@@ -136,7 +163,7 @@ class RefreshView(CredentialsView):
             200: inline_serializer(
                 "TokenRefreshOutput", fields={"access": serializers.CharField(), "refresh": serializers.CharField()}
             ),
-            **error_responses(400, 401),
+            **error_responses(400, 401, 403),
         },
         auth=[],
     )
@@ -149,7 +176,7 @@ class RefreshView(CredentialsView):
 class LogoutView(CredentialsView):
     """Blacklist a refresh token."""
 
-    class LogoutInputSerializer(serializers.Serializer):
+    class LogoutInputSerializer(StrictFieldsMixin, serializers.Serializer):
         refresh = serializers.CharField()
 
     @extend_schema(
@@ -173,7 +200,7 @@ class MeView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    class MeUpdateInputSerializer(serializers.Serializer):
+    class MeUpdateInputSerializer(StrictFieldsMixin, serializers.Serializer):
         first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
         last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
 
@@ -198,6 +225,65 @@ class MeView(APIView):
         serializer.is_valid(raise_exception=True)
         user = services.user_update(user=request.user, **serializer.validated_data)
         return Response(UserOutputSerializer(user).data)
+
+
+class ChangePasswordView(APIView):
+    """Change the signed-in user's own password; every other session must sign in again."""
+
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [AuthRateThrottle]
+
+    class ChangePasswordInputSerializer(StrictFieldsMixin, serializers.Serializer):
+        old_password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+        new_password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+
+    @extend_schema(
+        operation_id="auth_change_password",
+        tags=["auth"],
+        summary="Change your password (answers a fresh JWT pair)",
+        description=(
+            "Checks `old_password` (400 when wrong) and runs Django's password validators on "
+            "`new_password`. Every refresh token issued before is blacklisted, so other sessions end "
+            "when their access token expires; the answer is a fresh pair for this client."
+        ),
+        request=ChangePasswordInputSerializer,
+        responses={200: TokenPairOutputSerializer, **error_responses(400, 401, 403, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.ChangePasswordInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tokens = services.user_password_change(user=request.user, **serializer.validated_data)
+        return Response({**tokens, "token_type": TOKEN_TYPE, "user": UserOutputSerializer(request.user).data})
+
+
+class PasswordResetConfirmView(CredentialsView):
+    """Set a new password with the ``uid`` and ``token`` of a reset link (front ends using ``PASSWORD_RESET_URL``)."""
+
+    throttle_classes = [AuthRateThrottle]
+
+    class PasswordResetConfirmInputSerializer(StrictFieldsMixin, serializers.Serializer):
+        uid = serializers.CharField(max_length=64)
+        token = serializers.CharField(max_length=128)
+        new_password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+
+    @extend_schema(
+        operation_id="auth_reset_password_confirm",
+        tags=["auth"],
+        summary="Finish a password reset from an emailed link",
+        description=(
+            "`uid` and `token` come from the link an administrator had emailed "
+            "(`POST /users/{id}/reset-password` with `mode: link`). A link works once; an invalid or "
+            "expired one is a 400 on `token`. Every refresh token of the user is blacklisted."
+        ),
+        request=PasswordResetConfirmInputSerializer,
+        responses={204: OpenApiResponse(description="Password set; sign in with it."), **error_responses(400, 429)},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.PasswordResetConfirmInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_password_reset_confirm(**serializer.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class GoogleLoginView(APIView):
@@ -251,7 +337,7 @@ class GoogleCompleteView(APIView):
         responses={
             200: TokenPairOutputSerializer,
             302: OpenApiResponse(description="Redirect to the front end with the tokens."),
-            **error_responses(401),
+            **error_responses(401, 403),
         },
         auth=[],
     )

@@ -30,7 +30,8 @@ class UserManager(BaseUserManager):
         return self._create_user(email, password, **extra)
 
     def create_superuser(self, email: str, password: str | None = None, **extra):
-        extra.update(is_staff=True, is_superuser=True, role=User.Role.ADMIN)
+        # createsuperuser and the seeding commands make admins who can sign in at once.
+        extra.update(is_staff=True, is_superuser=True, role=User.Role.ADMIN, status=User.Status.APPROVED)
         return self._create_user(email, password, **extra)
 
     def get_by_natural_key(self, username: str):
@@ -44,10 +45,25 @@ class User(BaseModel, AbstractBaseUser, PermissionsMixin):
         ADMIN = "admin", "Admin"
         USER = "user", "User"
 
+    class Status(models.TextChoices):
+        """Whether an administrator let the account in (``REGISTRATION_REQUIRES_APPROVAL``)."""
+
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
     email = models.EmailField(unique=True)
     first_name = models.CharField(max_length=150, blank=True)
     last_name = models.CharField(max_length=150, blank=True)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.USER)
+    status = models.CharField(
+        max_length=10,
+        choices=Status.choices,
+        default=Status.APPROVED,
+        db_index=True,
+        help_text="Only approved users get tokens and data; registration makes pending users when "
+        "REGISTRATION_REQUIRES_APPROVAL is on.",
+    )
     profile_picture_url = models.URLField(max_length=500, blank=True)
     is_staff = models.BooleanField(default=False, help_text="May sign in to the admin site.")
     date_joined = models.DateTimeField(auto_now_add=True)
@@ -69,6 +85,11 @@ class User(BaseModel, AbstractBaseUser, PermissionsMixin):
     def is_admin(self) -> bool:
         """May write through the API: admin role or superuser."""
         return self.is_superuser or self.role == self.Role.ADMIN
+
+    @property
+    def is_approved(self) -> bool:
+        """An administrator let the account in (or no approval was required)."""
+        return self.status == self.Status.APPROVED
 
     def get_full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip() or self.email

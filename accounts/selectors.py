@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from allauth.socialaccount.adapter import get_adapter
 from allauth.socialaccount.models import SocialApp
-from django.core.exceptions import MultipleObjectsReturned
+from django.core.exceptions import MultipleObjectsReturned, ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.filters import UserFilter
 from accounts.models import User
+
+# Largest value of a PostgreSQL bigint: ids above it cannot exist and would make the query fail.
+MAX_ID = 2**63 - 1
 
 
 def user_email_taken(*, email: str) -> bool:
@@ -17,6 +25,25 @@ def user_email_taken(*, email: str) -> bool:
 
 def user_get(*, user_id: int) -> User | None:
     """The user with this id, or ``None``."""
+    return User.objects.filter(pk=user_id).first()
+
+
+def user_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[User]:
+    """Users by email; ``filters`` takes ``UserFilter``'s keys (``status``, ``role``, ``is_active``,
+    ``search``), others are ignored. Invalid values raise ``ValidationError`` keyed by filter name."""
+    queryset = User.objects.order_by("email", "id")
+    if not filters:
+        return queryset
+    filterset = UserFilter(filters, queryset=queryset)
+    if not filterset.is_valid():
+        raise ValidationError(filterset.form.errors.as_data())
+    return filterset.qs
+
+
+def user_get_for_admin(*, user_id: int) -> User | None:
+    """The user with this id for the admin API, or ``None`` (also for ids no row can have)."""
+    if not 0 < user_id <= MAX_ID:
+        return None
     return User.objects.filter(pk=user_id).first()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 
@@ -10,21 +11,32 @@ from django.conf import settings
 from django.contrib.auth import authenticate, logout
 from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes, force_str
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.authentication import user_access_check
 from accounts.models import User
 from accounts.selectors import user_email_taken, user_get
 
+logger = logging.getLogger(__name__)
+
 EMAIL_TAKEN_MESSAGE = "A user with this email address already exists."
 REGISTRATION_CLOSED_MESSAGE = "Registration is closed on this server; ask an administrator for an account."
+WRONG_OLD_PASSWORD_MESSAGE = "The current password is not correct."  # noqa: S105 - a message
+RESET_LINK_INVALID_MESSAGE = "The reset link is invalid or has expired; ask for a new one."
 
 # Session keys of the Google sign-in that ends in a JWT hand-off (see accounts.adapters).
 GOOGLE_API_FLOW_SESSION_KEY = "accounts.google_api_flow"
@@ -52,17 +64,30 @@ def user_register(*, email: str, password: str, first_name: str = "", last_name:
         raise ValidationError({"password": exc.messages}) from exc
     try:
         with transaction.atomic():
-            return User.objects.create_user(email=email, password=password, first_name=first_name, last_name=last_name)
+            return User.objects.create_user(
+                email=email, password=password, first_name=first_name, last_name=last_name, status=user_initial_status()
+            )
     except IntegrityError as exc:
         # Lost a race with a concurrent registration of the same address.
         raise ValidationError({"email": [EMAIL_TAKEN_MESSAGE]}) from exc
 
 
+def user_initial_status() -> str:
+    """The status of a newly registered user: pending when ``REGISTRATION_REQUIRES_APPROVAL`` is on."""
+    return User.Status.PENDING if settings.REGISTRATION_REQUIRES_APPROVAL else User.Status.APPROVED
+
+
 def user_authenticate(*, request: HttpRequest | None, email: str, password: str) -> User:
-    """The active user with these credentials; ``AuthenticationFailed`` otherwise."""
+    """The active, approved user with these credentials.
+
+    Raises ``AuthenticationFailed`` (401) for wrong credentials or an inactive user, and
+    ``AccountNotApproved`` (403, ``account_pending`` / ``account_rejected``) when the
+    credentials are right but an administrator has not approved the account.
+    """
     user = authenticate(request, email=email.strip(), password=password)
     if user is None:
         raise AuthenticationFailed("Invalid email or password.")
+    user_access_check(user)
     return user
 
 
@@ -114,6 +139,7 @@ def user_tokens_refresh(*, refresh: str) -> dict[str, str]:
     user = user_get(user_id=token.payload.get(jwt_settings.USER_ID_CLAIM))
     if user is None or not jwt_settings.USER_AUTHENTICATION_RULE(user):
         raise AuthenticationFailed("No active account found for the given token.")
+    user_access_check(user)
     # BlacklistedToken.token is one-to-one: of two concurrent refreshes with the same token only
     # one creates the row, so the other is refused instead of also getting a new pair.
     _, created = token.blacklist()
@@ -126,6 +152,179 @@ def user_tokens_revoke(*, refresh: str) -> None:
     """Blacklist a refresh token (logout); it can no longer be refreshed."""
     token = _refresh_token_parse(refresh)
     token.blacklist()
+
+
+def user_refresh_tokens_blacklist(*, user: User) -> int:
+    """Blacklist every unexpired refresh token issued to the user; the number blacklisted now.
+
+    Access tokens already issued stay valid until they expire (``JWT_ACCESS_LIFETIME_S``).
+    """
+    outstanding = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken=None)
+    rows = [BlacklistedToken(token=token) for token in outstanding]
+    # Concurrent logouts or refreshes may blacklist some of them meanwhile: one row per token.
+    BlacklistedToken.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def _password_set(*, user: User, password: str) -> None:
+    user.set_password(password)
+    user.save(update_fields=["password", "updated_at"])
+    user_refresh_tokens_blacklist(user=user)
+
+
+@transaction.atomic
+def user_password_change(*, user: User, old_password: str, new_password: str) -> dict[str, str]:
+    """Change the user's own password and answer a fresh JWT pair.
+
+    Every refresh token issued before is blacklisted (other sessions end at their access token's
+    expiry). Raises ``ValidationError`` for a wrong ``old_password`` or a ``new_password``
+    Django's password validators refuse.
+    """
+    if not user.check_password(old_password):
+        raise ValidationError({"old_password": [WRONG_OLD_PASSWORD_MESSAGE]})
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages}) from exc
+    _password_set(user=user, password=new_password)
+    return user_tokens_issue(user=user)
+
+
+def _self_change_check(*, actor: User, user: User, status: str | None, role: str | None, is_active: bool | None):
+    if actor.pk != user.pk:
+        return
+    problems: dict[str, list[str]] = {}
+    if status is not None and status != User.Status.APPROVED:
+        problems["status"] = ["You cannot reject your own account or set it back to pending."]
+    if role is not None and role != User.Role.ADMIN:
+        problems["role"] = ["You cannot remove the admin role from your own account."]
+    if is_active is False:
+        problems["is_active"] = ["You cannot deactivate your own account."]
+    if problems:
+        raise ValidationError(problems)
+
+
+def user_admin_update(
+    *, actor: User, user: User, status: str | None = None, role: str | None = None, is_active: bool | None = None
+) -> User:
+    """An administrator approves, rejects, (de)activates or changes the role of a user.
+
+    ``None`` leaves a field as it is. An administrator cannot demote, deactivate, reject or
+    un-approve themselves (``ValidationError``), so there is always someone left to undo it.
+    A rejected or deactivated user's tokens stop working at the next request (see
+    ``accounts.authentication``); their refresh tokens are blacklisted too.
+    """
+    _self_change_check(actor=actor, user=user, status=status, role=role, is_active=is_active)
+    changed: list[str] = []
+    for field, value in (("status", status), ("role", role), ("is_active", is_active)):
+        if value is not None and getattr(user, field) != value:
+            setattr(user, field, value)
+            changed.append(field)
+    if changed:
+        with transaction.atomic():
+            user.save(update_fields=[*changed, "updated_at"])
+            if not user.is_active or user.status == User.Status.REJECTED:
+                user_refresh_tokens_blacklist(user=user)
+    return user
+
+
+def users_status_set(*, actor: User, users, status: str) -> tuple[int, int]:
+    """Approve or reject several users (the admin actions): ``(changed, refused)``.
+
+    Each user is saved on its own (so per-process caches drop it); the actor's own account is
+    refused a rejection, as in ``user_admin_update``.
+    """
+    changed = refused = 0
+    for user in users:
+        if user.status == status:
+            continue
+        try:
+            user_admin_update(actor=actor, user=user, status=status)
+        except ValidationError:
+            refused += 1
+        else:
+            changed += 1
+    return changed, refused
+
+
+@transaction.atomic
+def user_password_reset_temporary(*, user: User) -> str:
+    """Give the user a random temporary password and return it (shown once, never stored in clear).
+
+    Every refresh token of the user is blacklisted.
+    """
+    password = secrets.token_urlsafe(12)
+    _password_set(user=user, password=password)
+    return password
+
+
+class EmailNotSent(Exception):
+    """The email backend refused or could not reach the mail server."""
+
+
+def password_reset_url(*, request: HttpRequest | None, uid: str, token: str) -> str:
+    """The reset link: ``PASSWORD_RESET_URL`` with ``{uid}`` and ``{token}``, else this server's page."""
+    template = settings.PASSWORD_RESET_URL
+    if template:
+        return template.format(uid=uid, token=token)
+    path = reverse("auth-password-reset-page", kwargs={"uidb64": uid, "token": token})
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def user_password_reset_link_send(*, user: User, request: HttpRequest | None) -> None:
+    """Email the user a one-time password-reset link (Django's ``default_token_generator``).
+
+    The link stops working once the password changes or after ``PASSWORD_RESET_TIMEOUT``.
+    Every refresh token of the user is blacklisted. Raises ``EmailNotSent`` when the mail
+    could not be handed to the email backend.
+    """
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    url = password_reset_url(request=request, uid=uid, token=token)
+    hours = round(settings.PASSWORD_RESET_TIMEOUT / 3600)
+    body = (
+        f"Hello {user.get_short_name()},\n\n"
+        f"An administrator started a password reset for your marketapp account ({user.email}).\n"
+        f"Choose a new password here (the link works once, for {hours} hours):\n\n{url}\n"
+    )
+    try:
+        send_mail("Reset your marketapp password", body, None, [user.email])
+    except OSError as exc:  # smtplib.SMTPException is an OSError
+        logger.warning("password reset email to user %s not sent: %r", user.pk, exc)
+        raise EmailNotSent(str(exc)) from exc
+    user_refresh_tokens_blacklist(user=user)
+
+
+def password_reset_user(*, uid: str, token: str) -> User | None:
+    """The user a reset link belongs to while the link is valid, else ``None``."""
+    try:
+        user_id = int(force_str(urlsafe_base64_decode(uid)))
+    except (TypeError, ValueError, OverflowError, UnicodeDecodeError):
+        return None
+    if not 0 < user_id < 2**63:
+        return None
+    user = user_get(user_id=user_id)
+    if user is None or not default_token_generator.check_token(user, token):
+        return None
+    return user
+
+
+@transaction.atomic
+def user_password_reset_confirm(*, uid: str, token: str, new_password: str) -> User:
+    """Set a new password through a reset link; the link then stops working.
+
+    Raises ``ValidationError`` for an invalid or expired link (``token``) or a password Django's
+    validators refuse (``new_password``). Every refresh token of the user is blacklisted.
+    """
+    user = password_reset_user(uid=uid, token=token)
+    if user is None:
+        raise ValidationError({"token": [RESET_LINK_INVALID_MESSAGE]})
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages}) from exc
+    _password_set(user=user, password=new_password)
+    return user
 
 
 def google_login_redirect(*, request: HttpRequest) -> HttpResponse:
@@ -156,6 +355,7 @@ def google_login_complete(*, request: HttpRequest) -> User:
     if user_id is None or not user.is_authenticated or user.pk != user_id:
         raise AuthenticationFailed("No Google sign-in to complete; start at /auth/google/login.")
     logout(request)
+    user_access_check(user)
     return user
 
 

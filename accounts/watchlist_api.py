@@ -18,6 +18,7 @@ from accounts import watchlists
 from accounts.models import Watchlist, WatchlistItem
 from core.api.errors import Conflict
 from core.api.schema import error_responses
+from core.api.serializers import StrictFieldsMixin
 from instruments.models import Instrument
 from instruments.symbols import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
 
@@ -53,7 +54,7 @@ class WatchlistOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class WatchlistInputSerializer(serializers.Serializer):
+class WatchlistInputSerializer(StrictFieldsMixin, serializers.Serializer):
     name = serializers.CharField(max_length=100)
 
 
@@ -91,7 +92,7 @@ class InstrumentRefField(serializers.Field):
         return value.pk
 
 
-class WatchlistItemInputSerializer(serializers.Serializer):
+class WatchlistItemInputSerializer(StrictFieldsMixin, serializers.Serializer):
     instrument = InstrumentRefField()
 
 

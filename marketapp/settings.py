@@ -234,8 +234,9 @@ STORAGES = {
 # --- REST framework --------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        # simplejwt's and DRF's session authentication, refusing users not approved (403 account_pending).
+        "accounts.authentication.ApprovedJWTAuthentication",
+        "accounts.authentication.ApprovedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.IsAdminRoleOrReadOnly"],
     "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
@@ -260,12 +261,23 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Real-time market data: exchanges, instruments, providers and price history.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Two "status" enums: the health report's keeps its name, the user's approval status gets its own.
+    "ENUM_NAME_OVERRIDES": {"StatusEnum": ["ok", "degraded"], "UserStatusEnum": "accounts.models.User.Status"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api.schema.postprocess_schema",
     ],
 }
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
+# New registrations wait as "pending" (403 account_pending, no data) until an admin approves them.
+REGISTRATION_REQUIRES_APPROVAL = env.bool("REGISTRATION_REQUIRES_APPROVAL", default=False)
+# Link in password-reset emails: a template with {uid} and {token} (a front end's page); empty =
+# this server's own reset page on the host the admin's request came to.
+PASSWORD_RESET_URL = env.str("PASSWORD_RESET_URL", default="")
+# Outgoing mail (password-reset links): a django-environ email URL (smtp+tls://user:pw@host:587);
+# empty = printed on the console.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="marketapp <noreply@localhost>")
 
 # --- WebSocket /ws limits ------------------------------------------------------------------------
 WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=500)

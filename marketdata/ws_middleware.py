@@ -26,27 +26,45 @@ SCOPE_RAW_SEND = "marketapp.raw_send"
 
 
 def user_for_token(raw: str):
-    """``(user, None)`` for a valid JWT access token of an active user, else ``(None, reason)``.
+    """``(user, None)`` for a valid JWT access token of an active, approved user, else ``(None, reason)``.
 
     Uses simplejwt's own validation (signature, expiry, token type, blacklist when the token
-    class checks one, user active), so the WebSocket accepts exactly what the REST API does.
+    class checks one, user active) and the accounts app's approval check, so the WebSocket
+    accepts exactly what the REST API does: a pending or rejected user's reason starts with
+    ``account_pending`` / ``account_rejected``. The user row is read at every authentication.
     Runs database queries: call it through ``database_sync_to_async`` from async code.
     """
     from rest_framework.exceptions import AuthenticationFailed
-    from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+    from accounts.authentication import AccountNotApproved, ApprovedJWTAuthentication
 
     if not raw or len(raw) > MAX_TOKEN_CHARS:
         return None, "Invalid token."
-    auth = JWTAuthentication()
+    auth = ApprovedJWTAuthentication()
     try:
         token = auth.get_validated_token(raw.encode())
         user = auth.get_user(token)
     except InvalidToken as exc:
         return None, f"Invalid token: {_token_problem(exc.detail)}."
+    except AccountNotApproved as exc:
+        return None, str(exc.detail)
     except (AuthenticationFailed, TokenError) as exc:
         return None, f"Invalid token: {getattr(exc, 'detail', exc)}"
     return user, None
+
+
+def session_user_problem(user) -> str | None:
+    """Why a session-authenticated user may not use ``/ws`` (not approved), or ``None``."""
+    from accounts.authentication import AccountNotApproved, user_access_check
+
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        user_access_check(user)
+    except AccountNotApproved as exc:
+        return str(exc.detail)
+    return None
 
 
 def _token_problem(detail) -> str:
@@ -78,6 +96,11 @@ class JWTQueryAuthMiddleware:
                 scope["user"] = user
             else:
                 scope[SCOPE_AUTH_ERROR] = problem
+        else:
+            # The session user was loaded by AuthMiddlewareStack (inactive users come back anonymous).
+            problem = session_user_problem(scope.get("user"))
+            if problem:
+                scope = dict(scope, **{SCOPE_AUTH_ERROR: problem})
         return await self.inner(scope, receive, send)
 
 

@@ -61,6 +61,7 @@ def test_register_creates_a_user_who_can_log_in(api_client):
         "first_name": "Grace",
         "last_name": "Hopper",
         "role": "user",
+        "status": "approved",
         "profile_picture_url": "",
     }
     assert user.check_password(STRONG_PASSWORD)
@@ -128,13 +129,14 @@ def test_register_closed_answers_403(api_client):
     assert not User.objects.exists()
 
 
-def test_register_ignores_role_in_body(api_client):
+def test_register_refuses_role_in_body(api_client):
     response = api_client.post(
         "/auth/register", {"email": "sneaky@example.com", "password": STRONG_PASSWORD, "role": "admin"}, format="json"
     )
 
-    assert response.status_code == 201
-    assert User.objects.get().role == User.Role.USER
+    body = assert_error(response, 400)
+    assert list(body["errors"]) == ["role"]
+    assert not User.objects.exists()
 
 
 # --- login ----------------------------------------------------------------------------------
@@ -155,6 +157,7 @@ def test_login_returns_jwt_pair_and_user(api_client, path):
         "first_name": "Ada",
         "last_name": "Lovelace",
         "role": "user",
+        "status": "approved",
         "profile_picture_url": "",
     }
     assert AccessToken(body["access"])["user_id"] == str(user.id)
@@ -307,17 +310,39 @@ def test_me_returns_the_current_user(user_api_client):
     assert response.json()["role"] == "user"
 
 
-def test_me_patch_changes_names_but_not_role_or_email(user_api_client):
-    response = user_api_client.patch(
-        "/auth/me",
-        {"first_name": "Alan", "last_name": "Turing", "role": "admin", "email": "x@example.com"},
-        format="json",
-    )
+def test_me_patch_changes_names(user_api_client):
+    response = user_api_client.patch("/auth/me", {"first_name": "Alan", "last_name": "Turing"}, format="json")
 
     assert response.status_code == 200, response.json()
     user = User.objects.get(pk=user_api_client.user.pk)
     assert (user.first_name, user.last_name, user.role, user.email) == ("Alan", "Turing", "user", "user@example.com")
     assert response.json()["first_name"] == "Alan"
+
+
+@pytest.mark.parametrize(
+    ("body", "unknown"),
+    [
+        ({"first_name": "Alan", "role": "admin", "email": "x@example.com"}, ["email", "role"]),
+        ({"password": "Tr1cky-Quokka-Meadow"}, ["password"]),
+        ({"status": "approved"}, ["status"]),
+        ({"id": 1}, ["id"]),
+    ],
+)
+def test_me_patch_refuses_unknown_fields_naming_them(user_api_client, body, unknown):
+    before = User.objects.get(pk=user_api_client.user.pk)
+
+    error = assert_error(user_api_client.patch("/auth/me", body, format="json"), 400)
+
+    assert sorted(error["errors"]) == unknown
+    for name in unknown:
+        assert name in error["detail"]
+    after = User.objects.get(pk=user_api_client.user.pk)
+    assert (after.first_name, after.role, after.email, after.password) == (
+        before.first_name,
+        before.role,
+        before.email,
+        before.password,
+    )
 
 
 def test_me_patch_rejects_overlong_name(user_api_client):

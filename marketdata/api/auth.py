@@ -7,17 +7,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
+
+from accounts.authentication import ApprovedJWTAuthentication, user_access_check
 
 
 class _UserCache:
     """Users authenticated by JWT, by id, for a few seconds (per process).
 
     simplejwt reads the whole user row on every request; on the history endpoints that query
-    cost as much as reading the bars. Only active users that passed every check are kept;
-    saving or deleting a user in this process drops its entry, other processes see the change
-    within ``HISTORY_AUTH_CACHE_S`` (default 10; 0 turns the cache off). Read-only objects.
+    cost as much as reading the bars. Only active, approved users that passed every check are
+    kept; saving or deleting a user in this process drops its entry, other processes see the
+    change (a deactivation, a rejection) within ``HISTORY_AUTH_CACHE_S`` (default 10; 0 turns
+    the cache off). Read-only objects.
     """
 
     max_entries = 10_000
@@ -46,8 +48,8 @@ post_save.connect(_user_cache.forget, sender=settings.AUTH_USER_MODEL, dispatch_
 post_delete.connect(_user_cache.forget, sender=settings.AUTH_USER_MODEL, dispatch_uid="history-user-cache-delete")
 
 
-class CachedUserJWTAuthentication(JWTAuthentication):
-    """simplejwt's authentication with the user row cached briefly (``_UserCache``)."""
+class CachedUserJWTAuthentication(ApprovedJWTAuthentication):
+    """simplejwt's authentication (approved users only) with the user row cached briefly (``_UserCache``)."""
 
     def get_user(self, validated_token):
         ttl_s = float(getattr(settings, "HISTORY_AUTH_CACHE_S", 10.0))
@@ -58,6 +60,9 @@ class CachedUserJWTAuthentication(JWTAuthentication):
         key = str(user_id)  # simplejwt writes the claim as a string
         user = _user_cache.get(key)
         if user is None:
-            user = super().get_user(validated_token)  # unknown or inactive users raise: never cached
+            # Unknown, inactive or non-approved users raise: never cached.
+            user = super().get_user(validated_token)
             _user_cache.put(key, user, ttl_s)
+        else:
+            user_access_check(user)
         return user
