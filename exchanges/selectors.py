@@ -31,12 +31,17 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import exchange_calendars
 import pandas as pd
+from django.db.models import QuerySet
 
 from .models import Exchange, ExchangeHoliday
 
 # Calendars are built from here (or the calendar's own lower bound, if later) to the end of
 # next year (or the calendar's upper bound, if earlier).
 CALENDAR_FIRST_DATE = date(2000, 1, 1)
+
+
+class OutsideCalendarError(ValueError):
+    """A date before the first one an exchange's exchange-calendars calendar covers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +213,7 @@ def _pre_post(exchange: Exchange, day: date, tz: zoneinfo.ZoneInfo) -> tuple[dat
 def _check_in_table(table: _CalendarTable, exchange: Exchange, *days: date) -> None:
     for day in days:
         if day < table.first:
-            raise ValueError(
+            raise OutsideCalendarError(
                 f"{day} is before the {exchange.calendar_code} calendar of {exchange.code} (starts {table.first})."
             )
 
@@ -313,6 +318,18 @@ def _is_regular_trading_day(exchange: Exchange, day: date) -> bool:
 
 
 # --- public selectors ------------------------------------------------------------------------------
+
+
+def exchange_holiday_list(
+    *, exchange: Exchange, start: date | None = None, end: date | None = None
+) -> QuerySet[ExchangeHoliday]:
+    """The operator's ExchangeHoliday rows of ``exchange`` (active or not), by date, optionally within a range."""
+    rows = ExchangeHoliday.objects.filter(exchange=exchange).order_by("date")
+    if start is not None:
+        rows = rows.filter(date__gte=start)
+    if end is not None:
+        rows = rows.filter(date__lte=end)
+    return rows
 
 
 def exchange_session(*, exchange: Exchange, date: date) -> Session | None:

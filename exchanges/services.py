@@ -1,4 +1,5 @@
-"""Writes on exchanges: create, update, delete (or deactivate when instruments still use it)."""
+"""Writes on exchanges (create, update, delete or deactivate when instruments still use it) and on
+their holiday rows (the operator's overrides of the calendar)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 
-from .models import Exchange
+from .models import Exchange, ExchangeHoliday
+from .selectors import exchange_session
 
 # What a caller may set; everything else on the row is bookkeeping.
 EXCHANGE_FIELDS = (
@@ -147,3 +149,98 @@ def exchange_delete(*, exchange: Exchange, force: bool = False) -> Exchange | No
         locked.is_active = False
         locked.save(update_fields=["is_active", "updated_at"])
         return locked
+
+
+# --- holiday rows -----------------------------------------------------------------------------
+
+HOLIDAY_FIELDS = ("date", "name", "is_closed", "open_time", "close_time", "is_active")
+
+DUPLICATE_HOLIDAY = "This exchange already has a holiday row for this date; change that one instead."
+
+
+def _validate_holiday(holiday: ExchangeHoliday) -> None:
+    errors: dict[str, list] = {}
+    try:
+        holiday.full_clean(exclude=["exchange"], validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        errors = exc.update_error_dict(errors)
+    if holiday.is_closed:
+        for name in ("open_time", "close_time"):
+            if getattr(holiday, name) is not None:
+                errors.setdefault(name, []).append(
+                    ValidationError("Only special hours (is_closed false) have times; a closed day has none.")
+                )
+    elif holiday.open_time is not None and holiday.close_time is not None and holiday.open_time >= holiday.close_time:
+        errors.setdefault("close_time", []).append(ValidationError("Must be after open_time."))
+    if (
+        holiday.date
+        and ExchangeHoliday.objects.filter(exchange_id=holiday.exchange_id, date=holiday.date)
+        .exclude(pk=holiday.pk)
+        .exists()
+    ):
+        errors.setdefault("date", []).append(ValidationError(DUPLICATE_HOLIDAY, code="unique"))
+    if NON_FIELD_ERRORS in errors:
+        errors["non_field_errors"] = errors.pop(NON_FIELD_ERRORS)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _save_holiday(holiday: ExchangeHoliday) -> ExchangeHoliday:
+    holiday.name = (holiday.name or "").strip()
+    _validate_holiday(holiday)
+    try:
+        with transaction.atomic():
+            holiday.save()
+            if holiday.is_active:
+                # The day as the selectors will read it: special hours that fall back to the regular
+                # (or the calendar's) open or close must still open before they close.
+                exchange_session(exchange=holiday.exchange, date=holiday.date)
+    except IntegrityError as exc:
+        raise ValidationError({"date": [DUPLICATE_HOLIDAY]}) from exc
+    except ValueError as exc:
+        field = "date" if holiday.is_closed else "non_field_errors"
+        raise ValidationError({field: [str(exc)]}) from exc
+    return holiday
+
+
+def exchange_holiday_create(
+    *,
+    exchange: Exchange,
+    date: datetime.date,
+    name: str = "",
+    is_closed: bool = True,
+    open_time: datetime.time | None = None,
+    close_time: datetime.time | None = None,
+    is_active: bool = True,
+) -> ExchangeHoliday:
+    """Add an operator's row for one date of ``exchange``: a closure (``is_closed``) or special hours.
+
+    One row per exchange and date. Special hours must open before they close, the missing one
+    taken from the exchange's regular (or its calendar's) hours that day. Raises
+    ``django.core.exceptions.ValidationError`` keyed by field.
+    """
+    holiday = ExchangeHoliday(
+        exchange=exchange,
+        date=date,
+        name=name,
+        is_closed=is_closed,
+        open_time=open_time,
+        close_time=close_time,
+        is_active=is_active,
+    )
+    return _save_holiday(holiday)
+
+
+def exchange_holiday_update(*, holiday: ExchangeHoliday, data: dict[str, Any]) -> ExchangeHoliday:
+    """Set the given fields (any of ``HOLIDAY_FIELDS``) and save after the same validation as create."""
+    unknown = set(data) - set(HOLIDAY_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["This field cannot be set."] for name in sorted(unknown)})
+    for name, value in data.items():
+        setattr(holiday, name, value)
+    return _save_holiday(holiday)
+
+
+def exchange_holiday_delete(*, holiday: ExchangeHoliday) -> None:
+    """Delete an operator's row; the calendar (or the regular hours) apply to that date again."""
+    holiday.delete()
