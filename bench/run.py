@@ -17,7 +17,7 @@ import time
 
 from bench import common, environment
 
-ORDER = ("ingest", "persist", "history", "fanout", "e2e")
+ORDER = ("ingest", "persist", "history", "fanout", "e2e", "search")
 
 
 def main() -> int:
