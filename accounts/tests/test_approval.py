@@ -139,7 +139,7 @@ def test_data_endpoints_answer_403_to_non_approved_tokens(path, status, code):
     assert body["detail"].startswith(code)
 
 
-@pytest.mark.parametrize("path", ["/auth/me", "/watchlists/", "/instruments/", "/exchange/"])
+@pytest.mark.parametrize("path", DATA_PATHS)
 def test_data_endpoints_refuse_a_pending_session_user(client, path):
     user = UserFactory(status=User.Status.PENDING)
     client.force_login(user)

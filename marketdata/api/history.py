@@ -41,11 +41,11 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
+from accounts.authentication import ApprovedSessionAuthentication
 from core.api.schema import error_responses
 from instruments.models import Instrument
 from marketdata.api.auth import CachedUserJWTAuthentication
@@ -175,7 +175,7 @@ def _parameters(*, intraday: bool) -> list[OpenApiParameter]:
 class _HistoryView(APIView):
     """Shared flow: validate, resolve the instrument and range, read one page, render with orjson."""
 
-    authentication_classes = [CachedUserJWTAuthentication, SessionAuthentication]
+    authentication_classes = [CachedUserJWTAuthentication, ApprovedSessionAuthentication]
     renderer_classes = [JSONRenderer]
     query_serializer: type[HistoryQuerySerializer] = DailyQuerySerializer
 
