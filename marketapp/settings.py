@@ -293,6 +293,13 @@ LIVE_PUBSUB_CLIENT = env.str("LIVE_PUBSUB_CLIENT", default="resp")  # the hub's 
 # --- Market data --------------------------------------------------------------------------------
 FAILOVER_AFTER_S = env.float("FAILOVER_AFTER_S", default=30.0)
 PERSIST_INTERVAL_S = env.float("PERSIST_INTERVAL_S", default=5.0)
+# How often the embedded mode (`runmarket`) rolls closed sessions up into daily bars; the stack
+# mode does it from Celery beat (setup_periodic_tasks).
+ROLLUP_INTERVAL_S = env.float("ROLLUP_INTERVAL_S", default=300.0)
+# The simulator provider created by the seeding trades only in its exchanges' sessions.
+SIM_FOLLOW_SESSIONS = env.bool("SIM_FOLLOW_SESSIONS", default=True)
+# Past sessions of synthetic history `seed_demo` writes for the demo instruments (0: none).
+DEMO_HISTORY_SESSIONS = env.int("DEMO_HISTORY_SESSIONS", default=5)
 PERSIST_CLAIM_IDLE_MS = env.int("PERSIST_CLAIM_IDLE_MS", default=60_000)
 PERSIST_LAG_ALERT_S = env.float("PERSIST_LAG_ALERT_S", default=120.0)
 HISTORY_MAX_RANGE_DAYS = env.int("HISTORY_MAX_RANGE_DAYS", default=3660)
