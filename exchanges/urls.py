@@ -8,7 +8,8 @@ from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from .api import ExchangeViewSet
-from .calendar_api import ExchangeCalendarApi, ExchangeHolidayViewSet, ExchangeStatusApi, MarketStatusApi
+from .calendar_api import ExchangeCalendarApi, ExchangeStatusApi, MarketStatusApi
+from .holidays_api import ExchangeHolidayViewSet
 
 router = SimpleRouter()
 # The seed design writes both "/exchange/" and "/exchange/{id}"; accept either form without a redirect.

@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from exchanges.selectors import exchange_is_open, exchange_status
+from exchanges.selectors import exchange_is_open
+from exchanges.status import exchange_status
 from exchanges.tests.factories import ExchangeFactory, ExchangeHolidayFactory
 
 pytestmark = pytest.mark.django_db
