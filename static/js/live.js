@@ -16,6 +16,7 @@ export class LiveFeed extends EventTarget {
     this.staleMs = staleMs;
     this.deadMs = deadMs;
     this.counts = new Map(); // channel -> how many users of this page want it
+    this.confirmed = new Set(); // channels the server confirmed on the current connection
     this.state = "connecting";
     this.ws = null;
     this.attempt = 0;
@@ -82,6 +83,7 @@ export class LiveFeed extends EventTarget {
       this.lastMessageAt = Date.now();
       this.lastPingAt = Date.now();
       this._setState("live");
+      this.confirmed.clear();
       if (this.counts.size) this._send({ message_type: "subscribe", channels: this.channels });
       this._emit("open", {});
     };
@@ -157,8 +159,16 @@ export class LiveFeed extends EventTarget {
       case "error":
         this._emit("feed-error", message);
         break;
+      case "info":
+        // "Subscribed to X" / "Unsubscribed from X": what the server follows for this page.
+        if (typeof message.message === "string") {
+          const [, verb, channel] = message.message.match(/^(Subscribed to|Unsubscribed from) (.+)$/) || [];
+          if (verb === "Subscribed to") this.confirmed.add(channel);
+          else if (verb) this.confirmed.delete(channel);
+        }
+        break;
       default:
-        break; // info, pong
+        break; // pong
     }
   }
 }

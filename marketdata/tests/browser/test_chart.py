@@ -168,6 +168,10 @@ def test_chart_history_live_bars_and_intervals(alice, browsing):
         assert shown - utc == offset
 
     # Live: a tick in the next minute makes a new bar; one in the minute after closes it and opens another.
+    # (Only once the server confirmed the chart's live channel: a tick published before would be missed.)
+    wait_for(
+        lambda: page.evaluate("marketChart.feed.confirmed.has('NASDAQ:TESTX@1m')"), 10, "the live channel confirmed"
+    )
     base = history[-1]["close"]
     p1, p2, p3 = round(base + 0.23, 2), round(base + 0.5, 2), round(base + 0.1, 2)
     first_live = minute - dt.timedelta(minutes=2)
