@@ -12,9 +12,20 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketapp.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
+from marketdata.consumers import MarketDataConsumer  # noqa: E402
 from marketdata.routing import websocket_urlpatterns  # noqa: E402
 from marketdata.ws_middleware import AllowedHostsBrowserOriginValidator, WebSocketAuthMiddleware  # noqa: E402
+
+if settings.SEED_COMPAT:
+    # The seed front end's socket: the same consumer, which speaks the seed's framing when the
+    # client's first frame asks for it (an integer message_type).
+    websocket_urlpatterns = [
+        re_path(rf"^{settings.SEED_COMPAT_PREFIX}ws/?$", MarketDataConsumer.as_asgi(), name="seedcompat-ws"),
+        *websocket_urlpatterns,
+    ]
 
 application = ProtocolTypeRouter(
     {

@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "instruments",
     "marketdata",
     "ingestion",
+    "seedcompat",
 ]
 
 MIDDLEWARE = [
@@ -289,6 +290,14 @@ WS_STUCK_TIMEOUT_S = env.float("WS_STUCK_TIMEOUT_S", default=10)
 WS_TRANSPORT_BUFFER_BYTES = env.int("WS_TRANSPORT_BUFFER_BYTES", default=262144)
 WS_SYMBOL_CACHE_TTL_S = env.float("WS_SYMBOL_CACHE_TTL_S", default=30)
 LIVE_PUBSUB_CLIENT = env.str("LIVE_PUBSUB_CLIENT", default="resp")  # the hub's Redis pub/sub client: resp | redis-py
+
+# The seed service's API for its own front end and clients (seedcompat), under this prefix.
+SEED_COMPAT = env.bool("SEED_COMPAT", default=False)
+SEED_COMPAT_PREFIX = env.str("SEED_COMPAT_PREFIX", default="seed/").strip("/") + "/"
+# The seed front end has no token refresh: its sign-in token lives this long (a working day).
+SEED_COMPAT_ACCESS_LIFETIME_S = env.int("SEED_COMPAT_ACCESS_LIFETIME_S", default=8 * 3600)
+# Unauthenticated /ws connections may read quotes (a public feed; the seed front end sends no token).
+WS_ALLOW_ANONYMOUS = env.bool("WS_ALLOW_ANONYMOUS", default=False)
 
 # --- Market data --------------------------------------------------------------------------------
 FAILOVER_AFTER_S = env.float("FAILOVER_AFTER_S", default=30.0)

@@ -1,5 +1,6 @@
 """Top-level URL configuration: the seed design's paths, kept exactly."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -18,6 +19,10 @@ urlpatterns = [
     path("", include("marketdata.urls")),
     path("", include("marketapp.health")),
 ]
+
+if settings.SEED_COMPAT:
+    # The seed service's paths under their own prefix: ours stay exactly as they are.
+    urlpatterns.insert(0, path(settings.SEED_COMPAT_PREFIX, include("seedcompat.urls")))
 
 handler400 = "core.api.errors.handler400"
 handler403 = "core.api.errors.handler403"

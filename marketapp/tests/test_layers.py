@@ -41,7 +41,7 @@ def _reverse(importer: str, imported: str) -> bool:
 
 def test_the_layer_order_names_every_app_and_the_base() -> None:
     assert LAYERS[0] == "core"
-    assert set(APPS) == {"exchanges", "instruments", "accounts", "marketdata", "ingestion"}
+    assert set(APPS) == {"exchanges", "instruments", "accounts", "marketdata", "ingestion", "seedcompat"}
     assert LAYERS.index("marketapp") > max(LAYERS.index(app) for app in APPS)
 
 

@@ -1,0 +1,3 @@
+"""Seed-compatible routes (see seedcompat/urls.py)."""
+
+urlpatterns: list = []

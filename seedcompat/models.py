@@ -1,0 +1,1 @@
+"""The seed's suggestions (users suggest instruments or features; admins review them)."""
