@@ -107,6 +107,17 @@ class Watchlist(BaseModel):
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="watchlists")
     name = models.CharField(max_length=100)
+    # The seed front end's view of a list (seedcompat): the exchange it is for, and a dashboard flag.
+    exchange = models.ForeignKey(
+        "exchanges.Exchange",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="watchlists",
+        help_text="The exchange this list is for (the seed front end offers a list only for its own "
+        "exchange's instruments); empty for a list that mixes exchanges.",
+    )
+    show_on_dashboard = models.BooleanField(default=False, help_text="Pinned to the seed front end's dashboard.")
 
     class Meta:
         ordering = ["user", "created_at", "id"]
