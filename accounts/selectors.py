@@ -28,6 +28,11 @@ def user_get(*, user_id: int) -> User | None:
     return User.objects.filter(pk=user_id).first()
 
 
+def user_get_by_email(*, email: str) -> User | None:
+    """The user with this email address (any case), or ``None``."""
+    return User.objects.filter(email__iexact=email.strip()).first()
+
+
 def user_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[User]:
     """Users by email; ``filters`` takes ``UserFilter``'s keys (``status``, ``role``, ``is_active``,
     ``search``), others are ignored. Invalid values raise ``ValidationError`` keyed by filter name."""

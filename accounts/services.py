@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from django.conf import settings
@@ -25,7 +26,7 @@ from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.authentication import user_access_check
 from accounts.models import User
@@ -91,6 +92,18 @@ def user_authenticate(*, request: HttpRequest | None, email: str, password: str)
     return user
 
 
+def user_credentials_check(*, request: HttpRequest | None, email: str, password: str) -> User:
+    """The active user with these credentials, approved or not (``AuthenticationFailed`` otherwise).
+
+    For clients that show a pending or rejected user a page of their own (the seed front end);
+    every data endpoint still refuses such a user (``accounts.authentication``).
+    """
+    user = authenticate(request, email=email.strip(), password=password)
+    if user is None:
+        raise AuthenticationFailed("Invalid email or password.")
+    return user
+
+
 def user_update(*, user: User, first_name: str | None = None, last_name: str | None = None) -> User:
     """Change the user's own name fields; ``None`` leaves a field as it is."""
     changed: list[str] = []
@@ -118,6 +131,18 @@ def user_tokens_issue(*, user: User) -> dict[str, str]:
     refresh = RefreshToken.for_user(user)
     update_last_login(None, user)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def user_access_token_issue(*, user: User, lifetime: timedelta) -> str:
+    """A lone access token valid for ``lifetime``, without a refresh token (clients with no refresh flow).
+
+    It is refused like any access token once the user is deactivated or not approved; a password
+    change does not end it before it expires.
+    """
+    token = AccessToken.for_user(user)
+    token.set_exp(lifetime=lifetime)
+    update_last_login(None, user)
+    return str(token)
 
 
 def _refresh_token_parse(raw: str) -> RefreshToken:
@@ -188,6 +213,18 @@ def user_password_change(*, user: User, old_password: str, new_password: str) ->
         raise ValidationError({"new_password": exc.messages}) from exc
     _password_set(user=user, password=new_password)
     return user_tokens_issue(user=user)
+
+
+@transaction.atomic
+def user_password_set(*, user: User, new_password: str) -> User:
+    """An administrator sets the user's password; Django's validators apply (``ValidationError`` on
+    ``new_password``) and every refresh token of the user is blacklisted."""
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages}) from exc
+    _password_set(user=user, password=new_password)
+    return user
 
 
 def _self_change_check(*, actor: User, user: User, status: str | None, role: str | None, is_active: bool | None):
