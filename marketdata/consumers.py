@@ -6,6 +6,16 @@ writes to the client. Live updates reach the outbox through the process's ``Fano
 as the engine's pre-serialized JSON text, forwarded unchanged.
 
 The limits are ``ws_protocol.WsLimits`` (settings ``WS_*``).
+
+Two protocols, negotiated per connection by its first frame (an ``auth`` message does not
+count): a JSON object with an INTEGER ``message_type`` (the seed front end's ``{"message_type": 1,
+"channel": "AAPL"}``) makes the connection speak the seed protocol for its lifetime
+(``ws_seed.SeedSession``: JSON snapshots and binary update frames); anything else is ours.
+
+Authentication: session cookie, ``?token=`` or an ``auth`` message within ``WS_AUTH_TIMEOUT_S``.
+With ``WS_ALLOW_ANONYMOUS`` a connection without credentials may subscribe to quotes right
+away, in either protocol (the seed front end cannot send a token); it may still authenticate.
+A silent client is never dropped: only one that stops READING (``check_stuck``).
 """
 
 from __future__ import annotations
@@ -15,10 +25,13 @@ import logging
 import time
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from marketdata.live.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
 from marketdata.live.outbox import Outbox
 from marketdata.live.protocol import bar_group, encode, quote_group, quote_payload
+from marketdata.seed_frames import error_text as seed_error_text
+from marketdata.seed_frames import is_seed_message
 from marketdata.ws_middleware import SCOPE_AUTH_ERROR, SCOPE_BACKLOG, SCOPE_RAW_SEND, user_for_token
 from marketdata.ws_protocol import (
     PONG,
@@ -31,12 +44,17 @@ from marketdata.ws_protocol import (
     message,
     parse_channel,
 )
+from marketdata.ws_seed import SeedSession
 
 logger = logging.getLogger(__name__)
 
 CLOSE_AUTH = 4401
 CLOSE_STUCK = 4408
 CLOSE_GRACE_S = 5.0  # how long to wait for the client to acknowledge our close
+SEED_AUTH_REQUIRED = (
+    "Authentication required: connect with ?token=<JWT access token> "
+    "(anonymous connections are allowed only with WS_ALLOW_ANONYMOUS=true)."
+)
 
 
 class MarketDataConsumer:
@@ -55,6 +73,7 @@ class MarketDataConsumer:
         self.send = send
         self.limits = WsLimits.from_settings()
         self.user = None
+        self.anonymous = False  # no credentials, let in by WS_ALLOW_ANONYMOUS
         self.closed = False
         self.hub: FanoutHub | None = None
         self.outbox: Outbox | None = None
@@ -67,6 +86,8 @@ class MarketDataConsumer:
         self._giving_up = False
         self._receive_timeout: asyncio.Timeout | None = None
         self._deadline: float | None = None
+        self.seed: SeedSession | None = None  # set when the first frame asks for the seed protocol
+        self._negotiated = False
 
     # --- life cycle ---------------------------------------------------------------------------
     async def run(self, receive) -> None:
@@ -92,6 +113,8 @@ class MarketDataConsumer:
                 await self.close(CLOSE_AUTH, error=("auth_required", self.scope[SCOPE_AUTH_ERROR]))
             elif user is not None and user.is_authenticated:
                 self.user = user
+            elif getattr(settings, "WS_ALLOW_ANONYMOUS", False):
+                self.anonymous = True
             else:
                 self._deadline = loop.time() + self.limits.auth_timeout_s
             while True:
@@ -122,6 +145,8 @@ class MarketDataConsumer:
         """Leave every group and stop sending (idempotent)."""
         if self.hub is not None:
             self.hub.unregister(self)
+            if self.seed is not None:
+                self.seed.release()
             for group in self.groups:
                 self.hub.leave(group, self.outbox)
         self.groups.clear()
@@ -129,8 +154,8 @@ class MarketDataConsumer:
         if self.outbox is not None:
             await self.outbox.stop()
 
-    async def close(self, code: int, *, error: tuple[str, str] | None = None) -> None:
-        """Send an optional error, then close; wait a little for the client's close frame."""
+    async def close(self, code: int, *, error: tuple[str, str] | None = None, text: str | None = None) -> None:
+        """Send an optional error (``error``: ours; ``text``: as is), then close; wait for the client's close frame."""
         if self.closed:
             return
         self.closed = True
@@ -139,7 +164,9 @@ class MarketDataConsumer:
             # A stuck client may not take even these; uvicorn's send would wait forever.
             async with asyncio.timeout(1.0):
                 if error is not None:
-                    await self.send({"type": "websocket.send", "text": error_text(*error)})
+                    text = error_text(*error)
+                if text is not None:
+                    await self.send({"type": "websocket.send", "text": text})
                 await self.send({"type": "websocket.close", "code": code})
         except Exception as exc:
             logger.debug("closing a websocket failed: %r", exc)
@@ -182,23 +209,44 @@ class MarketDataConsumer:
 
     async def on_frame(self, event: dict) -> None:
         if not self.bucket.take():
-            now = time.monotonic()
-            if now - self._rate_error_at >= 1.0:  # one error a second, not one per dropped frame
-                self._rate_error_at = now
-                self.error(
-                    "rate_limited",
-                    f"More than {self.limits.messages_per_second:g} messages per second; this one was ignored.",
-                )
+            if self.seed is None:
+                now = time.monotonic()
+                if now - self._rate_error_at >= 1.0:  # one error a second, not one per dropped frame
+                    self._rate_error_at = now
+                    self.error(
+                        "rate_limited",
+                        f"More than {self.limits.messages_per_second:g} messages per second; this one was ignored.",
+                    )
+                return
+            # The seed front end subscribes row by row and would never learn of a dropped
+            # SUBSCRIBE: its frames wait instead (the server stops reading the socket meanwhile).
+            while not self.bucket.take():  # noqa: ASYNC110 - a token is a matter of time
+                await asyncio.sleep(self.bucket.wait_s())
+            if self.closed:
+                return
+        data: dict | None = None
+        problem: ProtocolError | None = None
+        try:
+            data = decode_frame(event, self.limits.max_frame_bytes)
+        except ProtocolError as exc:
+            problem = exc
+        if not self._negotiated and (data is None or data.get("message_type") != "auth"):
+            self._negotiated = True
+            if is_seed_message(data):
+                if self.user is None and not self.anonymous:
+                    await self.close(CLOSE_AUTH, text=seed_error_text(SEED_AUTH_REQUIRED))
+                    return
+                self.seed = SeedSession(self)
+        if self.seed is not None:
+            await self.seed.on_message(data, problem)
             return
-        if self.user is None:
-            try:
-                data = decode_frame(event, self.limits.max_frame_bytes)
-            except ProtocolError:
-                data = {}
-            await self._authenticate(data)
+        if self.user is None and not self.anonymous:
+            await self._authenticate(data or {})
             return
         try:
-            await self.handle(decode_frame(event, self.limits.max_frame_bytes))
+            if problem is not None:
+                raise problem
+            await self.handle(data)
         except ProtocolError as exc:
             self.error(exc.code, exc.message)
 
@@ -229,7 +277,10 @@ class MarketDataConsumer:
         elif kind == "ping":
             self.reply(PONG)
         elif kind == "auth":
-            self.reply(message("info", message="Already authenticated"))
+            if self.user is None:  # anonymous so far (WS_ALLOW_ANONYMOUS)
+                await self._authenticate(data)
+            else:
+                self.reply(message("info", message="Already authenticated"))
         else:
             raise ProtocolError(
                 "unknown_message_type",

@@ -1,7 +1,9 @@
 """ASGI middleware in front of ``/ws``: origin check, session or JWT user, send back-pressure probe.
 
 A connection is authenticated by the Django session cookie (the dashboard), by a JWT access
-token in ``?token=...`` (API clients), or later by an ``auth`` message (see the consumer).
+token in ``?token=...`` (API clients), or later by an ``auth`` message (see the consumer). With
+``WS_ALLOW_ANONYMOUS`` the consumer also serves connections that bring none (the seed front end
+cannot send a token); a bad token or a session user not approved is still refused.
 The middleware never refuses a connection itself: the consumer accepts it and answers with
 an ``error`` and close code 4401, which a browser can read (a refused handshake cannot
 carry a reason).

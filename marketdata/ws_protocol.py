@@ -68,6 +68,10 @@ class TokenBucket:
             return True
         return False
 
+    def wait_s(self) -> float:
+        """Seconds until ``take`` can succeed (at least a millisecond)."""
+        return max((1.0 - self.tokens) / self.rate, 0.001) if self.rate > 0 else 1.0
+
 
 class ProtocolError(Exception):
     """A client frame we answer with an ``error`` message (the connection stays open)."""

@@ -3,7 +3,8 @@
 Replies (``info``, ``error``, ``pong``) keep their order and go first. Live updates are
 keyed by channel: a newer update replaces one not sent yet (conflation), so a slow client
 gets the latest state of each instrument instead of an ever-growing backlog, and its memory
-is bounded by the number of channels it watches.
+is bounded by the number of channels it watches. A seed-protocol connection sets ``encode``:
+its live updates then leave as binary frames, built when they are sent (``ws_seed``).
 
 Back-pressure differs by server. uvicorn's ``send`` waits while the socket's buffer is
 above its high-water mark, so a slow client makes our sender wait and updates conflate here.
@@ -39,8 +40,12 @@ class Outbox:
         max_replies: int,
         backlog: Callable[[], int] | None = None,
         backlog_limit: int = 256 * 1024,
+        encode: Callable[[str, str], bytes | None] | None = None,
     ) -> None:
         self._send = send
+        # Turns a live update (key, text) into a binary frame when it is sent (the seed framing);
+        # None sends the text as it is. Returning None skips the update.
+        self.encode = encode
         self.max_pending = max_pending
         self.max_replies = max_replies
         self.backlog = backlog
@@ -136,16 +141,24 @@ class Outbox:
         try:
             while True:
                 if replies:
-                    text = replies.popleft()
+                    event = {"type": "websocket.send", "text": replies.popleft()}
                 elif pending:
-                    text = pending.popitem(last=False)[1]
+                    key, text = pending.popitem(last=False)
                     self.full_since = None
+                    encode = self.encode
+                    if encode is None:
+                        event = {"type": "websocket.send", "text": text}
+                    else:
+                        frame = encode(key, text)
+                        if frame is None:
+                            continue
+                        event = {"type": "websocket.send", "bytes": frame}
                 else:
                     ready.clear()
                     await ready.wait()
                     continue
                 self.busy_since = time.monotonic()
-                await send({"type": "websocket.send", "text": text})
+                await send(event)
                 if backlog is not None and backlog() > limit:
                     await self._drain(backlog, limit)
                 self.busy_since = None
