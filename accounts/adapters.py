@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from requests import RequestException
 
-from accounts import services
+from accounts import google, services
 from accounts.authentication import AccountNotApproved, user_access_check
 from core.api.errors import error_body
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def _is_handoff_state(state: dict | None) -> bool:
-    return bool(state) and state.get("data") == services.GOOGLE_HANDOFF_STATE
+    return bool(state) and state.get("data") == google.GOOGLE_HANDOFF_STATE
 
 
 def _error_response(status_code: int, detail: str) -> JsonResponse:
@@ -60,7 +60,7 @@ class AccountAdapter(DefaultAccountAdapter):
             clear_login(request)
             sociallogin = (kwargs.get("signal_kwargs") or {}).get("sociallogin")
             if sociallogin is not None and _is_handoff_state(sociallogin.state):
-                request.session.pop(services.GOOGLE_API_FLOW_SESSION_KEY, None)
+                request.session.pop(google.GOOGLE_API_FLOW_SESSION_KEY, None)
                 return _error_response(403, str(exc.detail))
             message = str(exc.detail).split(": ", 1)[-1]
             context = {"code": exc.account_code, "message": message[:1].upper() + message[1:]}
@@ -89,7 +89,7 @@ class AccountAdapter(DefaultAccountAdapter):
         )
         sociallogin = (signal_kwargs or {}).get("sociallogin")
         if sociallogin is not None and _is_handoff_state(sociallogin.state):
-            services.google_login_mark_handoff(request=request, user=user)
+            google.google_login_mark_handoff(request=request, user=user)
         return response
 
 
@@ -112,7 +112,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         if settings.REGISTRATION_OPEN:
             return True
         if _is_handoff_state(sociallogin.state):
-            request.session.pop(services.GOOGLE_API_FLOW_SESSION_KEY, None)
+            request.session.pop(google.GOOGLE_API_FLOW_SESSION_KEY, None)
             raise ImmediateHttpResponse(_error_response(403, services.REGISTRATION_CLOSED_MESSAGE))
         return False
 
@@ -125,7 +125,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         extra_context=None,
     ) -> None:
         state = (extra_context or {}).get("state")
-        api_flow = request.session.pop(services.GOOGLE_API_FLOW_SESSION_KEY, False)
+        api_flow = request.session.pop(google.GOOGLE_API_FLOW_SESSION_KEY, False)
         if not (api_flow or _is_handoff_state(state)):
             return super().on_authentication_error(
                 request, provider, error=error, exception=exception, extra_context=extra_context

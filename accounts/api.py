@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import services
+from accounts import google, services
 from accounts.models import User
 from accounts.selectors import google_login_configured
 from accounts.throttles import AuthRateThrottle
@@ -311,7 +311,7 @@ class GoogleLoginView(APIView):
                 "Google sign-in is not configured: set GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET, "
                 "or add a Google social application in the admin."
             )
-        return services.google_login_redirect(request=request._request)
+        return google.google_login_redirect(request=request._request)
 
 
 class GoogleCompleteView(APIView):
@@ -342,7 +342,7 @@ class GoogleCompleteView(APIView):
         auth=[],
     )
     def get(self, request: Request) -> Response | HttpResponseRedirect:
-        user = services.google_login_complete(request=request._request)
+        user = google.google_login_complete(request=request._request)
         payload = _token_pair_payload(user)
         if settings.GOOGLE_LOGIN_REDIRECT_URL:
             # A fragment never reaches servers or their logs, unlike a query string.

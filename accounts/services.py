@@ -7,9 +7,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from django.conf import settings
-from django.contrib.auth import authenticate, logout
+from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
@@ -17,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
@@ -38,12 +37,6 @@ EMAIL_TAKEN_MESSAGE = "A user with this email address already exists."
 REGISTRATION_CLOSED_MESSAGE = "Registration is closed on this server; ask an administrator for an account."
 WRONG_OLD_PASSWORD_MESSAGE = "The current password is not correct."  # noqa: S105 - a message
 RESET_LINK_INVALID_MESSAGE = "The reset link is invalid or has expired; ask for a new one."
-
-# Session keys of the Google sign-in that ends in a JWT hand-off (see accounts.adapters).
-GOOGLE_API_FLOW_SESSION_KEY = "accounts.google_api_flow"
-GOOGLE_HANDOFF_SESSION_KEY = "accounts.google_handoff_user_id"
-# Marker kept in allauth's OAuth state ("data") so the adapters know the flow wants tokens back.
-GOOGLE_HANDOFF_STATE = {"handoff": "jwt"}
 
 
 def user_register(*, email: str, password: str, first_name: str = "", last_name: str = "") -> User:
@@ -361,38 +354,6 @@ def user_password_reset_confirm(*, uid: str, token: str, new_password: str) -> U
     except ValidationError as exc:
         raise ValidationError({"new_password": exc.messages}) from exc
     _password_set(user=user, password=new_password)
-    return user
-
-
-def google_login_redirect(*, request: HttpRequest) -> HttpResponse:
-    """Start Google sign-in through allauth; after the callback the user lands on the JWT hand-off view."""
-    provider = get_social_adapter(request).get_provider(request, "google")
-    request.session[GOOGLE_API_FLOW_SESSION_KEY] = True
-    return provider.redirect(
-        request,
-        process="login",
-        next_url=reverse("auth-google-complete"),
-        data=dict(GOOGLE_HANDOFF_STATE),
-    )
-
-
-def google_login_mark_handoff(*, request: HttpRequest, user: User) -> None:
-    """Remember that this session just signed in with Google for a JWT hand-off (called by the adapter)."""
-    request.session[GOOGLE_HANDOFF_SESSION_KEY] = user.pk
-
-
-def google_login_complete(*, request: HttpRequest) -> User:
-    """End the Google sign-in: the user allauth just logged in, once; the session is then closed.
-
-    The session only carried the OAuth handshake; API clients continue with the JWT pair.
-    Raises ``AuthenticationFailed`` when no Google sign-in is pending in this session.
-    """
-    user_id = request.session.pop(GOOGLE_HANDOFF_SESSION_KEY, None)
-    user = request.user
-    if user_id is None or not user.is_authenticated or user.pk != user_id:
-        raise AuthenticationFailed("No Google sign-in to complete; start at /auth/google/login.")
-    logout(request)
-    user_access_check(user)
     return user
 
 
