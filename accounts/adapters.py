@@ -9,9 +9,11 @@ allauth's HTML pages) and, once allauth has logged the user in, mark the session
 from __future__ import annotations
 
 import logging
+import smtplib
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context as allauth_context
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialLogin
@@ -36,11 +38,33 @@ def _error_response(status_code: int, detail: str) -> JsonResponse:
     return JsonResponse(error_body(detail, status_code), status=status_code)
 
 
+_VERIFIED_FLAGS = ("email_verified", "verified_email")
+
+
+def _provider_verified(login: SocialLogin, email: str) -> bool:
+    """True when the provider's own data marks ``email`` verified with a real true value."""
+    data = login.account.extra_data or {}
+    if str(data.get("email") or "").lower() != email.lower():
+        return False
+    flags = [data[key] for key in _VERIFIED_FLAGS if key in data]
+    return bool(flags) and all(flag is True or (isinstance(flag, str) and flag.lower() == "true") for flag in flags)
+
+
 class AccountAdapter(DefaultAccountAdapter):
     """Account policy shared by the allauth pages and the API."""
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return settings.REGISTRATION_OPEN
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        # An SMTP server that is down or refuses us is a 503 page, not an anonymous 500 (the same
+        # answer for known and unknown addresses: allauth mails both).
+        try:
+            super().send_mail(template_prefix, email, context)
+        except (OSError, smtplib.SMTPException) as exc:
+            logger.warning("mail %s could not be sent: %r", template_prefix, exc)
+            page = {"title": "Email not sent", "message": "The email could not be sent; try again later."}
+            raise ImmediateHttpResponse(render(allauth_context.request, "unavailable.html", page, status=503)) from exc
 
     def new_user(self, request: HttpRequest):
         # Sign-up pages and Google sign-up make pending users when REGISTRATION_REQUIRES_APPROVAL is on.
@@ -107,6 +131,11 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         super().pre_social_login(request, sociallogin)
         if sociallogin.is_existing:
             services.user_profile_picture_set(user=sociallogin.user, url=self._picture_url(sociallogin))
+
+    def can_authenticate_by_email(self, login: SocialLogin, email: str) -> bool:
+        # Link a sign-in to an existing account only through an address the provider itself
+        # says is verified, strictly: allauth reads Google's flag with bool(), so "false" counts.
+        return super().can_authenticate_by_email(login, email) and _provider_verified(login, email)
 
     def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
         if settings.REGISTRATION_OPEN:

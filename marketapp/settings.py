@@ -99,6 +99,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Sign-in provider routes without a configured app answer 404, not 500.
+    "marketapp.middleware.ProviderNotConfiguredMiddleware",
 ]
 
 ROOT_URLCONF = "marketapp.urls"

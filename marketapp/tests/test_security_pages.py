@@ -1,0 +1,148 @@
+"""Pages and settings an anonymous visitor can reach: no 500s, no scripts from elsewhere.
+
+The requests run as in production (DEBUG false, errors answered rather than raised) with no
+Google app configured and, where mail matters, an SMTP server that does not answer.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from allauth.socialaccount.models import SocialAccount
+from allauth.socialaccount.providers.google.views import GoogleOAuth2Adapter
+from django.test import Client
+
+from accounts.models import User
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.google_stub import GoogleIdentity, GoogleStub, GoogleStubServer
+
+pytestmark = pytest.mark.django_db
+
+CLIENT_ID = "1234-stub.apps.googleusercontent.com"
+
+
+@pytest.fixture
+def production(settings):
+    settings.DEBUG = False
+    return settings
+
+
+@pytest.fixture
+def anonymous() -> Client:
+    return Client(raise_request_exception=False)
+
+
+@pytest.fixture
+def smtp_down(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens
+    return settings
+
+
+# --- Google routes without a Google app -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/accounts/google/login/"),
+        ("post", "/accounts/google/login/"),
+        ("get", "/accounts/google/login/callback/"),
+        ("get", "/accounts/google/login/callback/?code=x&state=y"),
+        ("get", "/accounts/google/login/token/"),
+        ("post", "/accounts/google/login/token/"),
+    ],
+)
+def test_google_routes_without_a_google_app_are_a_clear_404(production, anonymous, method, path):
+    assert "APPS" not in production.SOCIALACCOUNT_PROVIDERS["google"]
+
+    response = getattr(anonymous, method)(path)
+
+    assert response.status_code == 404, response.content[:300]
+    assert b"not configured" in response.content
+
+
+def test_the_api_google_login_without_a_google_app_is_a_503(production, anonymous):
+    response = anonymous.get("/auth/google/login")
+
+    assert response.status_code == 503
+    assert "not configured" in response.json()["detail"]
+
+
+# --- mail ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("email", ["user@example.com", "nobody@example.com"])
+def test_password_reset_page_when_mail_fails_is_a_503_not_a_500(production, smtp_down, anonymous, user, email):
+    response = anonymous.post("/accounts/password/reset/", {"email": email})
+
+    assert response.status_code == 503, response.content[:300]
+    assert b"could not be sent" in response.content
+
+
+def test_adding_an_email_when_mail_fails_is_not_a_500(production, smtp_down, anonymous, user):
+    anonymous.force_login(user)
+
+    response = anonymous.post("/accounts/email/", {"email": "second@example.com", "action_add": ""})
+
+    assert response.status_code < 500
+
+
+def test_password_reset_page_sends_mail_with_a_working_backend(production, anonymous, user, mailoutbox):
+    response = anonymous.post("/accounts/password/reset/", {"email": user.email})
+
+    assert response.status_code == 302
+    assert [m.to for m in mailoutbox] == [[user.email]]
+
+
+# --- Google sign-in never links through an unverified address --------------------------------------
+
+
+@pytest.fixture
+def google(settings, monkeypatch):
+    google = {k: v for k, v in settings.SOCIALACCOUNT_PROVIDERS["google"].items() if k != "APPS"}
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "google": {**google, "APPS": [{"client_id": CLIENT_ID, "secret": "stub-secret", "key": ""}]}
+    }
+    settings.GOOGLE_LOGIN_REDIRECT_URL = ""
+    with GoogleStubServer(GoogleStub(client_id=CLIENT_ID)) as stub:
+        monkeypatch.setattr(GoogleOAuth2Adapter, "access_token_url", f"{stub.base_url}/token")
+        monkeypatch.setattr(GoogleOAuth2Adapter, "identity_url", f"{stub.base_url}/userinfo")
+        yield stub
+
+
+def _google_callback(client: Client, stub: GoogleStub):
+    response = client.get("/auth/google/login")
+    assert response.status_code == 302, response.content
+    state = parse_qs(urlsplit(response["Location"]).query)["state"][0]
+    return client.get("/accounts/google/login/callback/", {"code": stub.code, "state": state})
+
+
+@pytest.mark.parametrize("verified", [False, "false", "False", "0", ""])
+def test_an_unverified_google_address_never_links_an_existing_account(production, google, verified):
+    existing = UserFactory(email="ada.lovelace@example.com")
+    google.identity = GoogleIdentity(email="ada.lovelace@example.com", email_verified=verified)
+
+    response = _google_callback(Client(raise_request_exception=False), google)
+
+    assert response.status_code < 500, response.content[:300]
+    assert not SocialAccount.objects.filter(user=existing).exists()
+    assert User.objects.filter(email="ada.lovelace@example.com").count() == 1
+    existing.refresh_from_db()
+    assert existing.check_password(DEFAULT_PASSWORD)  # nobody took the account over or locked it
+
+
+def test_a_verified_google_address_still_links_the_existing_account(production, google):
+    existing = UserFactory(email="ada.lovelace@example.com")
+
+    response = _google_callback(Client(), google)
+
+    assert response.status_code == 302, response.content[:300]
+    assert SocialAccount.objects.get(provider="google").user_id == existing.id
+
+
+# --- helpers shared by the page checks below --------------------------------------------------------
+
+SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", re.IGNORECASE)
