@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from here, not from a CDN
     "channels",
     "django_celery_beat",
     "allauth",
@@ -270,6 +271,10 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api.schema.postprocess_schema",
     ],
+    # Swagger UI and ReDoc from the pinned drf-spectacular-sidecar package, served as static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
 # New registrations wait as "pending" (403 account_pending, no data) until an admin approves them.

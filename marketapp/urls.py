@@ -3,14 +3,15 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves its start-up script from "/?script" instead of inline (Content-Security-Policy).
+    path("", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("marketapp.page_urls")),
     path("", include("accounts.urls")),
     path("", include("exchanges.urls")),
