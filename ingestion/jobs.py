@@ -29,7 +29,7 @@ from django.db import connection, transaction
 
 from ingestion.backfill import BackfillError, backfill_plan, backfill_run
 from ingestion.seeding import reference_data_seed
-from instruments.importers import InstrumentImportError, instruments_import, open_source
+from instruments.importers import InstrumentImportError, instruments_import, open_source, open_url
 from instruments.importers.parsers import CSV_REQUIRED_COLUMNS, DHAN_COLUMNS
 
 from .models import PopulateJob
@@ -220,7 +220,9 @@ def _run_instruments(job: PopulateJob) -> tuple[str, list]:
             total = max(sum(1 for _ in stream) - 1, 0)  # rows, without the header
     _progress(job.pk, 0, total)
     try:
-        with open_source(location) as stream:
+        # A URL job only ever fetches its URL (never a local path), through the SSRF-safe opener.
+        opener = open_source if params.get("source") == "upload" else open_url
+        with opener(location) as stream:
             result = instruments_import(
                 lines=_counted(stream, job.pk, total),
                 file_format=params["format"],
@@ -287,9 +289,12 @@ def job_run(*, job_id: int) -> dict:
         _finish(job_id, state=PopulateJob.State.FAILED, message=str(exc), errors=exc.errors)
     except (BackfillError, InstrumentImportError, OSError, KeyError) as exc:
         _finish(job_id, state=PopulateJob.State.FAILED, message=str(exc) or type(exc).__name__)
+    except UnicodeDecodeError:
+        _finish(job_id, state=PopulateJob.State.FAILED, message="The file is not UTF-8 text.")
     except Exception as exc:
+        # The exception's text may quote what was read (a fetched page, a CSV cell): the log has it.
         logger.exception("populate job %s failed", job_id)
-        _finish(job_id, state=PopulateJob.State.FAILED, message=f"Unexpected error: {exc}")
+        _finish(job_id, state=PopulateJob.State.FAILED, message=f"Unexpected error ({type(exc).__name__}).")
     else:
         _finish(job_id, state=PopulateJob.State.SUCCEEDED, message=message, errors=errors)
     job.refresh_from_db()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
 from urllib.parse import urlparse
 
-import requests
+from django.conf import settings
+
+from core.net import FetchError, lines, safe_download
 
 from .parsers import CSV_REQUIRED_COLUMNS, DHAN_COLUMNS, dhan_row, isin_is_valid, plain_csv_row
 from .records import ImportRecord, ImportResult, InstrumentImportError, RowError
@@ -31,29 +31,57 @@ __all__ = [
     "instruments_import",
     "isin_is_valid",
     "open_source",
+    "open_url",
 ]
 
 BATCH_SIZE = 500
 DOWNLOAD_TIMEOUT_S = (10, 60)  # connect, read (between bytes)
+MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024  # either side of decompression; uploads have the same cap
+MAX_LINE_BYTES = 64 * 1024  # a scrip master row is ~200 bytes
+
+
+def _url_settings() -> dict:
+    return {
+        "allowed_hosts": tuple(getattr(settings, "IMPORT_URL_ALLOWED_HOSTS", ()) or ()),
+        "max_bytes": int(getattr(settings, "IMPORT_URL_MAX_BYTES", MAX_DOWNLOAD_BYTES)),
+        "max_line": int(getattr(settings, "IMPORT_URL_MAX_LINE_BYTES", MAX_LINE_BYTES)),
+    }
+
+
+def _text_lines(raw_lines: Iterator[bytes]) -> Iterator[str]:
+    """UTF-8 lines (a leading BOM dropped); download failures become ``InstrumentImportError``."""
+    try:
+        for number, raw in enumerate(raw_lines, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InstrumentImportError(f"The file is not UTF-8 text (line {number}).") from None
+            yield text.removeprefix("\ufeff") if number == 1 else text
+    except FetchError as exc:
+        raise InstrumentImportError(str(exc)) from None
 
 
 @contextmanager
-def open_source(location: str) -> Iterator[TextIO]:
-    """Open a local path or an http(s) URL as text; a download is streamed, never held in memory."""
+def open_url(url: str) -> Iterator[Iterator[str]]:
+    """Stream an http(s) URL as text lines, refusing internal addresses, oversized bodies and lines
+    (see ``core.net``; ``IMPORT_URL_ALLOWED_HOSTS`` lets an operator allow an internal host)."""
+    conf = _url_settings()
+    try:
+        with safe_download(
+            url, allowed_hosts=conf["allowed_hosts"], max_bytes=conf["max_bytes"], timeout=DOWNLOAD_TIMEOUT_S
+        ) as chunks:
+            yield _text_lines(lines(chunks, max_line=conf["max_line"]))
+    except FetchError as exc:
+        raise InstrumentImportError(str(exc)) from None
+
+
+@contextmanager
+def open_source(location: str) -> Iterator[Iterable[str]]:
+    """Open a local path or an http(s) URL as text lines; a download is streamed, never held in memory."""
     scheme = urlparse(location).scheme.lower()
     if scheme in {"http", "https"}:
-        try:
-            response = requests.get(location, stream=True, timeout=DOWNLOAD_TIMEOUT_S)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            raise InstrumentImportError(f"Could not download {location}: {exc}") from exc
-        response.raw.decode_content = True  # let urllib3 undo gzip/deflate transfer encoding
-        # urllib3 closes an exhausted body by default, which TextIOWrapper reports as an error at EOF.
-        response.raw.auto_close = False
-        try:
-            yield io.TextIOWrapper(response.raw, encoding="utf-8-sig", newline="")
-        finally:
-            response.close()
+        with open_url(location) as stream:
+            yield stream
     elif len(scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise InstrumentImportError(f"Unsupported URL scheme '{scheme}': use http(s) or a local path.")
     else:
@@ -96,7 +124,8 @@ def instruments_import(
     header = [column.strip() if file_format == "dhan" else column.strip().lower() for column in header]
     missing = [column for column in required if column not in header]
     if missing:
-        raise InstrumentImportError(f"Missing columns: {', '.join(missing)} (header: {','.join(header)}).")
+        # The header is not repeated: a fetched page must not be shown back through the error.
+        raise InstrumentImportError(f"Missing columns: {', '.join(missing)}.")
 
     batch: list[ImportRecord] = []
     for row in reader:
@@ -106,6 +135,9 @@ def instruments_import(
         try:
             if len(row) != len(header):
                 raise RowError(f"expected {len(header)} columns, got {len(row)}")
+            if any("\x00" in cell for cell in row):
+                # PostgreSQL text cannot hold U+0000: refused here, it would fail the batch's queries.
+                raise RowError("contains a NUL character")
             record = parse_row(dict(zip(header, (cell.strip() for cell in row), strict=True)), line)
         except RowError as exc:
             result.errors.append((line, str(exc)))

@@ -177,10 +177,11 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def fixture_server():
+def fixture_server(settings):
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(FIXTURES)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    settings.IMPORT_URL_ALLOWED_HOSTS = [f"127.0.0.1:{server.server_address[1]}"]  # a local server is internal
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -299,3 +300,20 @@ def test_isin_check_digit():
     assert not isin_is_valid("INE002A01019")
     assert not isin_is_valid("ine002a01018")
     assert not isin_is_valid("INE002A0101")
+
+
+def test_a_nul_byte_fails_only_its_own_row(reference, tmp_path):
+    source = tmp_path / "instruments.csv"
+    source.write_text(
+        "exchange,symbol,name,type,sector,isin\n"
+        "NASDAQ,AAPL,Apple Inc.,EQ,,\n"
+        "NASDAQ,MS\x00FT,Microsoft,EQ,,\n"
+        "NASDAQ,NVDA,NVIDIA,EQ,Information\x00Technology,\n"
+        "NYSE,IBM,IBM,EQ,,\n"
+    )
+
+    out, err = _import(source, "--format", "csv")
+
+    assert set(Instrument.objects.values_list("symbol", flat=True)) == {"AAPL", "IBM"}
+    assert "2 created" in out and "2 malformed" in out
+    assert err.splitlines() == ["line 3: contains a NUL character", "line 4: contains a NUL character"]

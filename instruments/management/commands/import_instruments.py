@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import sys
 
-import requests
-import urllib3
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -17,7 +15,8 @@ MAX_REPORTED_ERRORS = 50
 
 class Command(BaseCommand):
     help = (
-        "Import instruments and provider mappings from a local file or an http(s) URL. "
+        "Import instruments and provider mappings from a local file or an http(s) URL "
+        "(public hosts only, unless IMPORT_URL_ALLOWED_HOSTS names it). "
         "--format dhan reads Dhan's scrip master (NSE/BSE equities and indices; --derivatives adds "
         "futures and options); --format csv reads 'exchange,symbol,name,type,sector,isin' with a header. "
         "Malformed rows are reported by line number and skipped; re-importing changes nothing."
@@ -47,7 +46,7 @@ class Command(BaseCommand):
                 )
         except InstrumentImportError as exc:
             raise CommandError(str(exc)) from exc
-        except (csv.Error, UnicodeDecodeError, requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (csv.Error, UnicodeDecodeError, OSError) as exc:
             # The source broke off mid-way: batches already written stay (each one is complete).
             raise CommandError(f"Import stopped, the source could not be read: {exc}") from exc
 
