@@ -12,7 +12,10 @@ count): a JSON object with an INTEGER ``message_type`` (the seed front end's ``{
 "channel": "AAPL"}``) makes the connection speak the seed protocol for its lifetime
 (``ws_seed.SeedSession``: JSON snapshots and binary update frames); anything else is ours.
 
-Authentication: session cookie, ``?token=`` or an ``auth`` message within ``WS_AUTH_TIMEOUT_S``.
+Authentication (see ``ws_auth``): session cookie, the ``bearer.<token>`` subprotocol, ``?token=``
+or an ``auth`` message within ``WS_AUTH_TIMEOUT_S``. The user is re-checked while the socket is
+open (4403 when deactivated or not approved any more, 4401 when the token expires; a fresh
+token in an ``auth`` message renews it).
 With ``WS_ALLOW_ANONYMOUS`` a connection without credentials may subscribe to quotes right
 away, in either protocol (the seed front end cannot send a token); it may still authenticate.
 A silent client is never dropped: only one that stops READING (``check_stuck``).
@@ -24,7 +27,6 @@ import asyncio
 import logging
 import time
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from marketdata.live.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
@@ -32,7 +34,14 @@ from marketdata.live.outbox import Outbox
 from marketdata.live.protocol import bar_group, encode, quote_group, quote_payload
 from marketdata.seed_frames import error_text as seed_error_text
 from marketdata.seed_frames import is_seed_message
-from marketdata.ws_middleware import SCOPE_AUTH_ERROR, SCOPE_BACKLOG, SCOPE_RAW_SEND, user_for_token
+from marketdata.ws_auth import CLOSE_AUTH, ConnectionAuth, auth_error_text
+from marketdata.ws_middleware import (
+    SCOPE_AUTH_ERROR,
+    SCOPE_BACKLOG,
+    SCOPE_RAW_SEND,
+    SCOPE_SUBPROTOCOL,
+    SCOPE_TOKEN_EXPIRES,
+)
 from marketdata.ws_protocol import (
     PONG,
     ProtocolError,
@@ -48,7 +57,6 @@ from marketdata.ws_seed import SeedSession
 
 logger = logging.getLogger(__name__)
 
-CLOSE_AUTH = 4401
 CLOSE_STUCK = 4408
 CLOSE_GRACE_S = 5.0  # how long to wait for the client to acknowledge our close
 SEED_AUTH_REQUIRED = (
@@ -57,7 +65,7 @@ SEED_AUTH_REQUIRED = (
 )
 
 
-class MarketDataConsumer:
+class MarketDataConsumer(ConnectionAuth):
     """One ``/ws`` connection (an ASGI application instance)."""
 
     @classmethod
@@ -94,7 +102,10 @@ class MarketDataConsumer:
         first = await receive()
         if first["type"] != "websocket.connect":
             return
-        await self.send({"type": "websocket.accept"})
+        accept = {"type": "websocket.accept"}
+        if self.scope.get(SCOPE_SUBPROTOCOL):
+            accept["subprotocol"] = self.scope[SCOPE_SUBPROTOCOL]
+        await self.send(accept)
         loop = asyncio.get_running_loop()
         self.hub = get_hub()
         self.outbox = Outbox(
@@ -110,9 +121,9 @@ class MarketDataConsumer:
         try:
             user = self.scope.get("user")
             if self.scope.get(SCOPE_AUTH_ERROR):
-                await self.close(CLOSE_AUTH, error=("auth_required", self.scope[SCOPE_AUTH_ERROR]))
+                await self.close(CLOSE_AUTH, text=auth_error_text(self.scope[SCOPE_AUTH_ERROR]))
             elif user is not None and user.is_authenticated:
-                self.user = user
+                self._set_user(user, self.scope.get(SCOPE_TOKEN_EXPIRES))
             elif getattr(settings, "WS_ALLOW_ANONYMOUS", False):
                 self.anonymous = True
             else:
@@ -143,6 +154,7 @@ class MarketDataConsumer:
 
     async def _release(self) -> None:
         """Leave every group and stop sending (idempotent)."""
+        self._forget_user()
         if self.hub is not None:
             self.hub.unregister(self)
             if self.seed is not None:
@@ -154,7 +166,9 @@ class MarketDataConsumer:
         if self.outbox is not None:
             await self.outbox.stop()
 
-    async def close(self, code: int, *, error: tuple[str, str] | None = None, text: str | None = None) -> None:
+    async def close(
+        self, code: int, *, error: tuple[str, str] | None = None, text: str | None = None, reason: str | None = None
+    ) -> None:
         """Send an optional error (``error``: ours; ``text``: as is), then close; wait for the client's close frame."""
         if self.closed:
             return
@@ -167,7 +181,10 @@ class MarketDataConsumer:
                     text = error_text(*error)
                 if text is not None:
                     await self.send({"type": "websocket.send", "text": text})
-                await self.send({"type": "websocket.close", "code": code})
+                close = {"type": "websocket.close", "code": code}
+                if reason is not None:
+                    close["reason"] = reason
+                await self.send(close)
         except Exception as exc:
             logger.debug("closing a websocket failed: %r", exc)
         self._deadline = asyncio.get_running_loop().time() + CLOSE_GRACE_S
@@ -178,6 +195,9 @@ class MarketDataConsumer:
         """Called by the hub's watchdog: disconnect a client that made no progress for too long."""
         outbox = self.outbox
         if self.closed or self._giving_up or outbox is None:
+            return
+        self.check_expiry()
+        if self._giving_up:
             return
         since = [t for t in (outbox.busy_since, outbox.full_since) if t is not None]
         if since and now - min(since) > self.limits.stuck_timeout_s:
@@ -250,41 +270,22 @@ class MarketDataConsumer:
         except ProtocolError as exc:
             self.error(exc.code, exc.message)
 
-    async def _authenticate(self, data: dict) -> None:
-        token = data.get("token")
-        if data.get("message_type") != "auth" or not isinstance(token, str):
-            await self.close(
-                CLOSE_AUTH,
-                error=("auth_required", 'Authenticate first: {"message_type": "auth", "token": "<JWT access token>"}.'),
-            )
-            return
-        user, problem = await database_sync_to_async(user_for_token)(token)
-        if user is None:
-            await self.close(CLOSE_AUTH, error=("auth_required", problem))
-            return
-        self.user = user
-        self._deadline = None
-        if self._receive_timeout is not None:
-            self._receive_timeout.reschedule(None)
-        self.reply(message("info", message="Authenticated"))
-
     async def handle(self, data: dict) -> None:
         kind = data.get("message_type")
         if kind == "subscribe":
-            await self.subscribe(channel_names(data))
+            await self.subscribe(channel_names(data, self.limits.max_names_per_frame))
         elif kind == "unsubscribe":
-            await self.unsubscribe(channel_names(data))
+            await self.unsubscribe(channel_names(data, self.limits.max_names_per_frame))
         elif kind == "ping":
             self.reply(PONG)
         elif kind == "auth":
             if self.user is None:  # anonymous so far (WS_ALLOW_ANONYMOUS)
                 await self._authenticate(data)
             else:
-                self.reply(message("info", message="Already authenticated"))
+                await self._renew(data)
         else:
             raise ProtocolError(
-                "unknown_message_type",
-                f"Unknown message_type {kind!r}; use subscribe, unsubscribe or ping.",
+                "unknown_message_type", "Unknown message_type; use subscribe, unsubscribe, ping or auth."
             )
 
     # --- subscriptions ------------------------------------------------------------------------
@@ -305,6 +306,8 @@ class MarketDataConsumer:
         except Exception:
             logger.exception("resolving websocket channels failed")
             raise ProtocolError("unavailable", "Symbols cannot be looked up right now; try again.") from None
+        # Names that lead nowhere cost the client like frames, so guessing is slow.
+        self.bucket.charge(len(names) - len(parsed) + sum(isinstance(found[b], ResolveError) for _, b, _ in parsed))
         out = []
         for name, base, bars in parsed:
             result = found[base]

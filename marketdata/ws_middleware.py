@@ -1,10 +1,12 @@
 """ASGI middleware in front of ``/ws``: origin check, session or JWT user, send back-pressure probe.
 
 A connection is authenticated by the Django session cookie (the dashboard), by a JWT access
-token in ``?token=...`` (API clients), or later by an ``auth`` message (see the consumer). With
-``WS_ALLOW_ANONYMOUS`` the consumer also serves connections that bring none (the seed front end
-cannot send a token); a bad token or a session user not approved is still refused.
-The middleware never refuses a connection itself: the consumer accepts it and answers with
+token in the ``Sec-WebSocket-Protocol`` header (``marketapp, bearer.<token>``; the server
+accepts ``marketapp``) or in ``?token=...`` (old clients; it reaches access logs), or later
+by an ``auth`` message (see the consumer). With ``WS_ALLOW_ANONYMOUS`` the consumer also
+serves connections that bring none (the seed front end cannot send a token); a bad token or a session user not approved is still refused.
+The origin check (``BrowserOriginValidator``) refuses foreign browser origins with 403; the
+authentication middleware never refuses a connection itself: the consumer accepts it and answers with
 an ``error`` and close code 4401, which a browser can read (a refused handshake cannot
 carry a reason).
 """
@@ -12,98 +14,97 @@ carry a reason).
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.utils.http import is_same_domain
 
 from marketdata.live.outbox import transport_backlog_probe
+from marketdata.ws_auth import MAX_TOKEN_CHARS, acheck_token, check_token, user_standing
 
-MAX_TOKEN_CHARS = 4096
-SCOPE_AUTH_ERROR = "marketapp.auth_error"
+__all__ = ["MAX_TOKEN_CHARS", "user_for_token"]
+
+SCOPE_AUTH_ERROR = "marketapp.auth_error"  # a reason of ``ws_auth.AUTH_REASONS``
 SCOPE_BACKLOG = "marketapp.transport_backlog"
 SCOPE_RAW_SEND = "marketapp.raw_send"
+SCOPE_TOKEN_EXPIRES = "marketapp.token_expires_at"  # noqa: S105 - a scope key
+SCOPE_SUBPROTOCOL = "marketapp.subprotocol"
+SUBPROTOCOL = "marketapp"
+BEARER_PREFIX = "bearer."
 
 
 def user_for_token(raw: str):
-    """``(user, None)`` for a valid JWT access token of an active, approved user, else ``(None, reason)``.
+    """``(user, None)`` for a valid JWT access token of an active, approved user, else ``(None, text)``.
 
-    Uses simplejwt's own validation (signature, expiry, token type, blacklist when the token
-    class checks one, user active) and the accounts app's approval check, so the WebSocket
-    accepts exactly what the REST API does: a pending or rejected user's reason starts with
-    ``account_pending`` / ``account_rejected``. The user row is read at every authentication.
-    Runs database queries: call it through ``database_sync_to_async`` from async code.
+    Sync (database queries). See ``ws_auth.check_token``, which also gives the expiry and a reason code.
     """
-    from rest_framework.exceptions import AuthenticationFailed
-    from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-
-    from accounts.authentication import AccountNotApproved, ApprovedJWTAuthentication
-
-    if not raw or len(raw) > MAX_TOKEN_CHARS:
-        return None, "Invalid token."
-    auth = ApprovedJWTAuthentication()
-    try:
-        token = auth.get_validated_token(raw.encode())
-        user = auth.get_user(token)
-    except InvalidToken as exc:
-        return None, f"Invalid token: {_token_problem(exc.detail)}."
-    except AccountNotApproved as exc:
-        return None, str(exc.detail)
-    except (AuthenticationFailed, TokenError) as exc:
-        return None, f"Invalid token: {getattr(exc, 'detail', exc)}"
-    return user, None
+    found = check_token(raw)
+    return (found.user, None) if found.user is not None else (None, found.message)
 
 
-def session_user_problem(user) -> str | None:
-    """Why a session-authenticated user may not use ``/ws`` (not approved), or ``None``."""
-    from accounts.authentication import AccountNotApproved, user_access_check
-
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    try:
-        user_access_check(user)
-    except AccountNotApproved as exc:
-        return str(exc.detail)
-    return None
-
-
-def _token_problem(detail) -> str:
-    """The first specific reason simplejwt gave ("Token is expired"), else its summary."""
-    if isinstance(detail, dict):
-        for item in detail.get("messages") or ():
-            if isinstance(item, dict) and item.get("message"):
-                return str(item["message"])
-        return str(detail.get("detail", "not valid"))
-    return str(detail)
+def _token_from_scope(scope) -> tuple[str | None, str | None]:
+    """``(token, subprotocol to accept)``: ``Sec-WebSocket-Protocol: marketapp, bearer.<token>``, else ``?token=``."""
+    offered = [str(p) for p in scope.get("subprotocols") or ()]
+    chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    for item in offered:
+        if item.startswith(BEARER_PREFIX):
+            return item[len(BEARER_PREFIX) :], chosen
+    tokens = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return (tokens[-1] if tokens else None), chosen
 
 
 class JWTQueryAuthMiddleware:
-    """Sets ``scope["user"]`` from ``?token=<JWT access token>``; a bad token is noted in the scope.
+    """Sets ``scope["user"]`` from a JWT access token; a bad token is noted in the scope.
 
-    Sits inside ``AuthMiddlewareStack``: a valid token replaces the session user; an invalid
-    one is an error even when a session exists (the client asked for that identity).
+    The token comes in the ``bearer.<token>`` subprotocol (the documented way: it stays out of
+    access logs) or in ``?token=`` (old clients). A valid token replaces the session user; an
+    invalid one is an error even when a session exists (the client asked for that identity).
+    The check runs off the shared sync thread.
     """
 
     def __init__(self, inner) -> None:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        tokens = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
-        if tokens:
-            scope = dict(scope)
-            user, problem = await database_sync_to_async(user_for_token)(tokens[-1])
-            if user is not None:
-                scope["user"] = user
+        token, subprotocol = _token_from_scope(scope)
+        scope = dict(scope, **{SCOPE_SUBPROTOCOL: subprotocol})
+        if token is not None:
+            found = await acheck_token(token)
+            if found.user is not None:
+                scope["user"] = found.user
+                scope[SCOPE_TOKEN_EXPIRES] = found.expires_at
             else:
-                scope[SCOPE_AUTH_ERROR] = problem
+                scope[SCOPE_AUTH_ERROR] = found.reason
         else:
             # The session user was loaded by AuthMiddlewareStack (inactive users come back anonymous).
-            problem = session_user_problem(scope.get("user"))
-            if problem:
-                scope = dict(scope, **{SCOPE_AUTH_ERROR: problem})
+            user = scope.get("user")
+            if user is not None and getattr(user, "is_authenticated", False):
+                problem = user_standing(user)
+                if problem:
+                    scope[SCOPE_AUTH_ERROR] = problem
         return await self.inner(scope, receive, send)
+
+
+class SessionOrTokenMiddleware:
+    """Session authentication only for handshakes that carry the session cookie.
+
+    channels' ``AuthMiddlewareStack`` loads the user on the shared sync thread even without a
+    cookie; a token client skips it, so a busy shared thread cannot hold its login up.
+    """
+
+    def __init__(self, inner) -> None:
+        self.with_session = AuthMiddlewareStack(inner)
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        cookie_name = getattr(settings, "SESSION_COOKIE_NAME", "sessionid").encode()
+        for name, value in scope.get("headers") or ():
+            if name == b"cookie" and cookie_name + b"=" in value:
+                return await self.with_session(scope, receive, send)
+        return await self.inner(dict(scope, user=AnonymousUser()), receive, send)
 
 
 class TransportBacklogMiddleware:
@@ -126,26 +127,86 @@ class TransportBacklogMiddleware:
 
 def WebSocketAuthMiddleware(inner):
     """Session cookie or JWT authentication, plus the transport probe, around ``inner``."""
-    return TransportBacklogMiddleware(AuthMiddlewareStack(JWTQueryAuthMiddleware(inner)))
+    return TransportBacklogMiddleware(SessionOrTokenMiddleware(JWTQueryAuthMiddleware(inner)))
 
 
-class BrowserOriginValidator(OriginValidator):
-    """Checks the ``Origin`` against ``ALLOWED_HOSTS`` when there is one.
+class BrowserOriginValidator:
+    """Checks a browser's ``Origin``: scheme, host and port, against the allowed origins.
 
-    Browsers always send ``Origin`` on a WebSocket handshake, so checking it stops other
-    sites from riding on the dashboard's session cookie. Programs (Python, curl) send none
-    and authenticate with a token, which another site cannot use, so a missing ``Origin`` is
-    let through (channels' ``AllowedHostsOriginValidator`` would refuse them).
-
-    A browser app served from another origin is let in when that origin is allowed for
-    cross-origin HTTP too (``CORS_ALLOWED_ORIGINS``, ``CORS_ALLOWED_ORIGIN_REGEXES``): one list
-    for both. Any other foreign origin is refused with 403, as before.
+    Allowed: the server's own origin for this handshake (the scheme of the connection, or
+    https behind a proxy that says so in ``SECURE_PROXY_SSL_HEADER``; host and port from the
+    ``Host`` header, the host in ``ALLOWED_HOSTS``), and the cross-origin apps
+    (``CORS_ALLOWED_ORIGINS``, ``CORS_ALLOWED_ORIGIN_REGEXES``): one list for HTTP and WebSocket.
+    Anything else is refused with 403. Browsers always send ``Origin``; programs (Python, curl)
+    send none and authenticate with a token another site cannot use, so a missing ``Origin``
+    is let through. Settings are read per handshake.
     """
 
-    def valid_origin(self, parsed_origin) -> bool:
-        if parsed_origin is None:
-            return True
-        return self.validate_origin(parsed_origin) or cors_origin_allowed(parsed_origin)
+    def __init__(self, application) -> None:
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not origin_allowed(scope):
+            denier = WebsocketDenier()
+            return await denier(scope, receive, send)
+        return await self.application(scope, receive, send)
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _normal(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
+    return scheme, host.lower().rstrip("."), port or (443 if scheme == "https" else 80)
+
+
+def _request_scheme(scope) -> str:
+    if scope.get("scheme") in ("wss", "https"):
+        return "https"
+    proxy = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if proxy:
+        name, value = proxy
+        header = name.removeprefix("HTTP_").replace("_", "-").lower().encode()
+        seen = _header(scope, header)
+        if seen is not None and seen.split(",")[0].strip() == value:
+            return "https"
+    return "http"
+
+
+def origin_allowed(scope) -> bool:
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return True
+    if cors_origin_allowed(urlparse(origin)):
+        return True
+    try:
+        parsed = urlparse(origin)
+        seen = _normal(parsed.scheme.lower(), parsed.hostname or "", parsed.port)
+    except ValueError:
+        return False
+    host_header = _header(scope, b"host")
+    scheme = _request_scheme(scope)
+    allowed_hosts = settings.ALLOWED_HOSTS or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    if host_header:
+        try:
+            own = urlparse(f"//{host_header}")
+            expected = _normal(scheme, own.hostname or "", own.port)
+        except ValueError:
+            return False
+        return seen == expected and is_same_domain_host(expected[1], allowed_hosts)
+    # No Host header (an in-process ASGI client): the host must be allowed, scheme as the connection's.
+    return seen[0] == scheme and is_same_domain_host(seen[1], allowed_hosts)
+
+
+def is_same_domain_host(host: str, allowed_hosts) -> bool:
+    bare = host[1:-1] if host.startswith("[") else host
+    return any(
+        pattern == "*" or is_same_domain(host, pattern) or is_same_domain(bare, pattern.strip("[]"))
+        for pattern in allowed_hosts
+    )
 
 
 def cors_origin_allowed(parsed_origin) -> bool:
@@ -157,8 +218,5 @@ def cors_origin_allowed(parsed_origin) -> bool:
 
 
 def AllowedHostsBrowserOriginValidator(application):
-    """``BrowserOriginValidator`` for ``settings.ALLOWED_HOSTS``."""
-    allowed_hosts = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed_hosts:
-        allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
-    return BrowserOriginValidator(application, allowed_hosts)
+    """``BrowserOriginValidator`` around ``application`` (``ALLOWED_HOSTS`` and CORS origins, read per handshake)."""
+    return BrowserOriginValidator(application)

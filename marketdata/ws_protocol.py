@@ -9,6 +9,8 @@ Limits (settings, with these defaults):
 - ``WS_SEND_QUEUE`` = 1000 channels with an update waiting to be sent (replies: twice that)
 - ``WS_STUCK_TIMEOUT_S`` = 10 seconds without progress before a client is disconnected (4408)
 - ``WS_TRANSPORT_BUFFER_BYTES`` = 262144 bytes daphne may hold for a client before we stop sending
+- ``WS_MAX_NAMES_PER_FRAME`` = 100 channel names in one subscribe/unsubscribe frame
+- ``WS_AUTH_RECHECK_S`` = 2 seconds between re-checks of connected users (see ``ws_auth``)
 - ``WS_SYMBOL_CACHE_TTL_S`` = 30 seconds a symbol lookup is cached (see ``hub.SymbolResolver``)
 """
 
@@ -37,6 +39,7 @@ class WsLimits:
     send_queue: int = 1000
     stuck_timeout_s: float = 10.0
     transport_buffer_bytes: int = 256 * 1024
+    max_names_per_frame: int = 100
 
     @classmethod
     def from_settings(cls) -> WsLimits:
@@ -48,6 +51,7 @@ class WsLimits:
             send_queue=int(getattr(settings, "WS_SEND_QUEUE", cls.send_queue)),
             stuck_timeout_s=float(getattr(settings, "WS_STUCK_TIMEOUT_S", cls.stuck_timeout_s)),
             transport_buffer_bytes=int(getattr(settings, "WS_TRANSPORT_BUFFER_BYTES", cls.transport_buffer_bytes)),
+            max_names_per_frame=int(getattr(settings, "WS_MAX_NAMES_PER_FRAME", cls.max_names_per_frame)),
         )
 
 
@@ -67,6 +71,16 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+    def charge(self, n: float) -> None:
+        """Spend ``n`` more tokens (work a frame caused); the debt is at most ten seconds' worth."""
+        self.take_none()
+        self.tokens = max(self.tokens - n, -10 * self.rate)
+
+    def take_none(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
 
     def wait_s(self) -> float:
         """Seconds until ``take`` can succeed (at least a millisecond)."""
@@ -120,12 +134,14 @@ def parse_channel(name: str) -> tuple[str, bool]:
     return name, False
 
 
-def channel_names(data: dict) -> list[str]:
-    """The channel strings of a subscribe/unsubscribe frame, in order, without duplicates."""
+def channel_names(data: dict, max_names: int | None = None) -> list[str]:
+    """The channel strings of a subscribe/unsubscribe frame, in order, without duplicates (at most ``max_names``)."""
     if "channels" in data:
         value = data["channels"]
         if not isinstance(value, list):
             raise ProtocolError("invalid_channel", "'channels' must be a list of symbols.")
+        if max_names is not None and len(value) > max_names:
+            raise ProtocolError("too_many_names", f"At most {max_names} channels in one message.")
     elif "channel" in data:
         value = [data["channel"]]
     else:

@@ -233,7 +233,7 @@ class SeedSession:
             elif kind == seed_frames.UNSUBSCRIBE:
                 self.unsubscribe(_channel(data))
             else:
-                self.error(f"Unknown message_type {kind!r}; use 1 (SUBSCRIBE) or 2 (UNSUBSCRIBE).")
+                self.error("Unknown message_type; use 1 (SUBSCRIBE) or 2 (UNSUBSCRIBE).")
         except ProtocolError as exc:
             self.error(exc.message, data.get("channel") if isinstance(data.get("channel"), str) else None)
 
