@@ -37,7 +37,16 @@ class Command(BaseCommand):
 
         runtime = MarketRuntime(provider_codes=providers, with_saver=True, with_rollup=True)
         await runtime.start()
-        config = uvicorn.Config(application, host=host, port=port, lifespan="off", log_level="info", ws="websockets")
+        config = uvicorn.Config(
+            application,
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="info",
+            ws="websockets",
+            # uvicorn would buffer frames of up to 16 MiB before the consumer's size check ran.
+            ws_max_size=int(getattr(settings, "WS_MAX_FRAME_BYTES", 65536)),
+        )
         server = uvicorn.Server(config)
         self.stdout.write(f"marketapp on http://{host}:{port}/ (live: {', '.join(providers)}); Ctrl-C stops.")
         try:
