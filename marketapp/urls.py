@@ -1,5 +1,6 @@
 """Top-level URL configuration: the seed design's paths, kept exactly."""
 
+from csp.decorators import csp_replace
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
@@ -9,7 +10,15 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
-    path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # ReDoc's renderer injects <style> elements (so inline styles, and no style hash: a hash would
+    # switch 'unsafe-inline' off) and runs its search in a blob: worker. Scripts stay 'self' only.
+    path(
+        "redoc",
+        csp_replace({"style-src": ["'self'", "'unsafe-inline'"], "worker-src": ["'self'", "blob:"]})(
+            SpectacularRedocView.as_view(url_name="schema")
+        ),
+        name="redoc",
+    ),
     # The split view serves its start-up script from "/?script" instead of inline (Content-Security-Policy).
     path("", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("marketapp.page_urls")),

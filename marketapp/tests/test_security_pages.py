@@ -189,3 +189,23 @@ def test_api_docs_scripts_are_this_apps_static_files_or_views(production, anonym
             assert response.status_code == 200, src
             assert response["Content-Type"].startswith("application/javascript")
             assert b"SwaggerUIBundle" in response.content
+
+
+# --- Content-Security-Policy -------------------------------------------------------------------------
+
+
+def _policy(response) -> dict[str, list[str]]:
+    header = response.get("Content-Security-Policy")
+    assert header, f"no Content-Security-Policy: {dict(response.headers)}"
+    return {part.split()[0]: part.split()[1:] for part in header.split(";") if part.strip()}
+
+
+@pytest.mark.parametrize("path", ["/accounts/login/", "/", "/redoc", "/admin/login/", "/health/"])
+def test_pages_have_a_policy_that_runs_only_this_apps_scripts(production, anonymous, path):
+    policy = _policy(anonymous.get(path))
+
+    assert policy["script-src"] == ["'self'"]
+    assert policy["default-src"] == ["'self'"]
+    assert policy["object-src"] == ["'none'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert "'unsafe-inline'" not in policy["style-src"] or path == "/redoc"
