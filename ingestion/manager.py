@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from ingestion.engine import Engine, InstrumentMeta
+from ingestion.provider_urls import provider_url_problems
 from ingestion.providers.base import FeedClient, FeedStatus, Subscription
 from ingestion.streaming import ProviderSpec, StreamPlan, stream_plan
 
@@ -211,6 +212,9 @@ class ProviderManager:
 
     # --- clients ------------------------------------------------------------------------
     def build_client(self, spec: ProviderSpec) -> FeedClient:
+        if problems := provider_url_problems(spec.kind, spec.settings):
+            # A row written around the services' checks: its credentials must not follow the URL.
+            raise ValueError(f"provider {spec.code}: {' '.join(problems)}")
         cls = client_class(spec.kind)
         kwargs = {"code": spec.code, "settings": spec.settings, "credentials": spec.credentials}
         if spec.kind == "simulated":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from core.fields import EncryptedJSONField
 from core.models import BaseModel
+
+from .provider_urls import provider_url_problems
 
 # Default settings per provider kind; a Provider row's settings are merged over these.
 DEFAULT_SETTINGS: dict[str, dict] = {
@@ -49,6 +52,12 @@ class Provider(BaseModel):
     def credentials_set(self) -> bool:
         """Whether any credential value is stored (the values themselves are never shown)."""
         return any(bool(v) for v in (self.credentials or {}).values())
+
+    def clean(self) -> None:
+        """URL settings point only at the kind's own hosts (see ``provider_urls``): credentials follow them."""
+        super().clean()
+        if isinstance(self.settings, dict) and (problems := provider_url_problems(self.kind, self.settings)):
+            raise ValidationError({"settings": problems})
 
     def effective_settings(self) -> dict:
         """This provider's settings over its kind's defaults."""

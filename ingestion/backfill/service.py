@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from ingestion.models import Provider, ProviderInstrumentMapping
+from ingestion.provider_urls import provider_url_problems
 from instruments.models import Instrument
 from marketdata.selectors import AmbiguousSymbolError, InstrumentNotFoundError, instrument_for_symbol
 
@@ -119,6 +120,9 @@ def _provider(code: str, errors: dict[str, list[str]]) -> Provider | None:
     rest_url = provider.effective_settings().get("rest_url") or ""
     if rest_url and urlsplit(str(rest_url)).scheme not in {"http", "https"}:
         errors.setdefault("provider", []).append(f"Provider {provider.code} has a bad rest_url {rest_url!r}.")
+    for problem in provider_url_problems(provider.kind, provider.settings):
+        # Stored around the services' checks: nothing, credentials least of all, goes there.
+        errors.setdefault("provider", []).append(f"Provider {provider.code}: {problem}")
     if provider.kind == Provider.Kind.DHAN:
         missing = [k for k in ("access_token", "client_id") if not str(provider.credentials.get(k) or "").strip()]
         if missing:
@@ -266,6 +270,8 @@ def backfill_plan(
 
 def history_client_for(provider: Provider) -> HistoryClient:
     """The history client of a Yahoo or Dhan provider, paced by the provider's shared rate limit."""
+    if problems := provider_url_problems(provider.kind, provider.settings):
+        raise BackfillError(f"Provider {provider.code}: {' '.join(problems)}")
     conf = provider.effective_settings()
     limiter = rate_limiter_for(provider_code=provider.code, rate=provider.rate_limit, redis_url=settings.REDIS_URL)
     backoff_s = float(conf.get("backoff_s", 1.0))

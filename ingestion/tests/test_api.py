@@ -95,7 +95,8 @@ def test_list_and_retrieve_providers(admin_api_client):
     assert single.json()["effective_settings"]["tick_interval_ms"] == 250
 
 
-def test_patch_settings_replaces_them_and_keeps_credentials(admin_api_client):
+def test_patch_settings_replaces_them_and_keeps_credentials(admin_api_client, settings):
+    settings.PROVIDER_URL_ALLOWED_HOSTS = ["127.0.0.1:9999"]  # a local feed, allowed by the deployment
     provider = ProviderFactory(kind="yahoo", settings={"resubscribe_s": 30}, credentials={"token": SECRET})
 
     response = admin_api_client.patch(

@@ -42,8 +42,10 @@ DHAN_CREDENTIALS = {"access_token": "stub-token", "client_id": "stub-client"}
 
 
 @pytest.fixture
-def stub():
+def stub(settings):
     with HistoryStub(dhan_token="stub-token", dhan_client_id="stub-client") as server:
+        # A local fake is no provider's own host: the deployment setting lets the providers reach it.
+        settings.PROVIDER_URL_ALLOWED_HOSTS = [server.host]
         yield server
 
 

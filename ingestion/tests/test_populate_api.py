@@ -232,8 +232,9 @@ def test_bad_history_requests_are_400_and_queue_nothing(admin_api_client, body, 
 
 
 @pytest.mark.django_db
-def test_history_job_backfills_through_the_provider(admin_api_client):
+def test_history_job_backfills_through_the_provider(admin_api_client, settings):
     with HistoryStub(dhan_token="tok", dhan_client_id="cid") as stub:
+        settings.PROVIDER_URL_ALLOWED_HOSTS = [stub.host]  # the local fake stands in for Dhan
         dhan = ProviderFactory(
             code="DHAN",
             kind=Provider.Kind.DHAN,

@@ -129,6 +129,12 @@ class HistoryStub:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_port}"
 
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:port``: the entry that lets a provider point at this stub (``PROVIDER_URL_ALLOWED_HOSTS``)."""
+        assert self._server is not None
+        return f"127.0.0.1:{self._server.server_port}"
+
     def start(self) -> HistoryStub:
         stub = self
 
