@@ -365,9 +365,15 @@ STREAM_START_DEDUPE_S = env.int("STREAM_START_DEDUPE_S", default=30)
 STREAM_REDIS_TIMEOUT_S = env.float("STREAM_REDIS_TIMEOUT_S", default=1.0)
 
 # --- Security (production) -----------------------------------------------------------------------
+# Addresses of the reverse proxies in front of the server (comma-separated); empty = none, so
+# no forwarded header (X-Forwarded-For, X-Forwarded-Proto) is believed.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # X-Forwarded-Proto says "this came over HTTPS" only when a proxy in front sets it: trusted
+    # when TRUSTED_PROXIES names that proxy, or SECURE_PROXY_SSL_HEADER=true says so (false wins).
+    if env.bool("SECURE_PROXY_SSL_HEADER", default=bool(TRUSTED_PROXIES)):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)

@@ -209,3 +209,69 @@ def test_pages_have_a_policy_that_runs_only_this_apps_scripts(production, anonym
     assert policy["object-src"] == ["'none'"]
     assert policy["frame-ancestors"] == ["'none'"]
     assert "'unsafe-inline'" not in policy["style-src"] or path == "/redoc"
+
+
+# --- settings read from the environment (a fresh process each) ----------------------------------------
+
+PRINT_SETTINGS = (
+    "from django.conf import settings as s; "
+    "print(repr(getattr(s, 'SECURE_PROXY_SSL_HEADER', None))); print(s.EMAIL_BACKEND); print(s.SECURE_SSL_REDIRECT)"
+)
+
+
+def _production_settings(tmp_path, **extra: str) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    strip = {
+        "DEBUG",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "VAR_DIR",
+        "EMAIL_URL",
+        "TRUSTED_PROXIES",
+        "SECURE_PROXY_SSL_HEADER",
+    }
+    env = {k: v for k, v in os.environ.items() if k not in strip}
+    env.update(DEBUG="false", SECRET_KEY="x" * 60, ALLOWED_HOSTS="markets.example.com", VAR_DIR=str(tmp_path), **extra)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", PRINT_SETTINGS],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-3:]
+
+
+def test_production_does_not_trust_x_forwarded_proto_without_a_configured_proxy(tmp_path):
+    proxy_header, _, ssl_redirect = _production_settings(tmp_path)
+
+    assert proxy_header == "None"
+    assert ssl_redirect == "True"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"TRUSTED_PROXIES": "10.0.0.2"}, {"TRUSTED_PROXIES": "10.0.0.2,10.0.0.3"}, {"SECURE_PROXY_SSL_HEADER": "true"}],
+)
+def test_production_trusts_x_forwarded_proto_behind_a_configured_proxy(tmp_path, extra):
+    proxy_header, _, _ = _production_settings(tmp_path, **extra)
+
+    assert proxy_header == "('HTTP_X_FORWARDED_PROTO', 'https')"
+
+
+def test_an_explicit_opt_out_wins_over_trusted_proxies(tmp_path):
+    proxy_header, _, _ = _production_settings(tmp_path, TRUSTED_PROXIES="10.0.0.2", SECURE_PROXY_SSL_HEADER="false")
+
+    assert proxy_header == "None"
+
+
+def test_mail_goes_to_the_console_unless_email_url_is_set(tmp_path):
+    assert _production_settings(tmp_path)[1] == "django.core.mail.backends.console.EmailBackend"
+    smtp = _production_settings(tmp_path, EMAIL_URL="smtp+tls://u:p@mail.example.com:587")
+    assert smtp[1] == "django.core.mail.backends.smtp.EmailBackend"
