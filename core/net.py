@@ -98,6 +98,22 @@ def _resolve(host: str, port: int, allowed_hosts: Iterable[str]) -> str:
     return addresses[0]
 
 
+def url_problem(url: str, allowed_hosts: Iterable[str] = ()) -> str:
+    """Why ``url`` will be refused, found without a DNS lookup ('' when it may be fetched; the
+    download still checks what the host resolves to)."""
+    try:
+        _scheme, host, port, _path = _split(url)
+    except FetchError as exc:
+        return str(exc)
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return ""  # a name: resolved and checked when fetched
+    if not host_is_allowed(host, port, allowed_hosts) and not address_is_public(host.strip("[]")):
+        return NOT_ALLOWED
+    return ""
+
+
 def _split(url: str) -> tuple[str, str, int, str]:
     try:
         parts = urlsplit(url)

@@ -29,6 +29,7 @@ from ingestion.jobs import (
     populate_reference_job_create,
 )
 from ingestion.models import PopulateJob
+from instruments.importers import url_refusal
 
 TAGS = ["populate"]
 
@@ -112,6 +113,8 @@ class InstrumentsUrlSerializer(StrictFieldsMixin, serializers.Serializer):
     def validate_url(self, value: str) -> str:
         if not value.lower().startswith(("http://", "https://")):
             raise serializers.ValidationError("Only http and https URLs are fetched.")
+        if problem := url_refusal(value):  # internal literal addresses at once; names when fetched
+            raise serializers.ValidationError(problem)
         return value
 
 

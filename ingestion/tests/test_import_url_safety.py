@@ -299,3 +299,20 @@ def test_the_connection_goes_to_the_address_that_was_checked(reference, settings
 
     assert job.state == "succeeded", job.message
     assert first.requests == ["/scrip.csv"] and second.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://10.0.0.5:8080/x.csv",
+        "http://user:pass@example.com/x.csv",
+    ],
+)
+def test_the_api_refuses_an_internal_literal_address_at_once(admin_api_client, url):
+    response = admin_api_client.post("/populate/instruments", {"url": url}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "url" in response.json()["errors"]
+    assert not PopulateJob.objects.exists()

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 
-from core.net import FetchError, lines, safe_download
+from core.net import FetchError, lines, safe_download, url_problem
 
 from .parsers import CSV_REQUIRED_COLUMNS, DHAN_COLUMNS, dhan_row, isin_is_valid, plain_csv_row
 from .records import ImportRecord, ImportResult, InstrumentImportError, RowError
@@ -32,6 +32,7 @@ __all__ = [
     "isin_is_valid",
     "open_source",
     "open_url",
+    "url_refusal",
 ]
 
 BATCH_SIZE = 500
@@ -46,6 +47,11 @@ def _url_settings() -> dict:
         "max_bytes": int(getattr(settings, "IMPORT_URL_MAX_BYTES", MAX_DOWNLOAD_BYTES)),
         "max_line": int(getattr(settings, "IMPORT_URL_MAX_LINE_BYTES", MAX_LINE_BYTES)),
     }
+
+
+def url_refusal(url: str) -> str:
+    """Why an import URL would be refused, told before queueing (no DNS lookup); '' if it may be tried."""
+    return url_problem(url, _url_settings()["allowed_hosts"])
 
 
 def _text_lines(raw_lines: Iterator[bytes]) -> Iterator[str]:
