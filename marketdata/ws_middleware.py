@@ -4,9 +4,10 @@ A connection is authenticated by the Django session cookie (the dashboard), by a
 token in the ``Sec-WebSocket-Protocol`` header (``marketapp, bearer.<token>``; the server
 accepts ``marketapp``) or in ``?token=...`` (old clients; it reaches access logs), or later
 by an ``auth`` message (see the consumer). With ``WS_ALLOW_ANONYMOUS`` the consumer also
-serves connections that bring none (the seed front end cannot send a token); a bad token or a session user not approved is still refused.
-The origin check (``BrowserOriginValidator``) refuses foreign browser origins with 403; the
-authentication middleware never refuses a connection itself: the consumer accepts it and answers with
+serves connections that bring none (the seed front end cannot send a token); a bad token or
+a session user not approved is still refused. The origin check (``BrowserOriginValidator``)
+refuses foreign browser origins with 403; the authentication middleware never refuses a
+connection itself: the consumer accepts it and answers with
 an ``error`` and close code 4401, which a browser can read (a refused handshake cannot
 carry a reason).
 """
