@@ -25,6 +25,7 @@ from requests import RequestException
 
 from accounts import google, services
 from accounts.authentication import AccountNotApproved, user_access_check
+from core.api.client_ip import client_address
 from core.api.errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ def _provider_verified(login: SocialLogin, email: str) -> bool:
 
 class AccountAdapter(DefaultAccountAdapter):
     """Account policy shared by the allauth pages and the API."""
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        """allauth's rate limits key on the same address as ours (``X-Forwarded-For`` only from ``TRUSTED_PROXIES``)."""
+        return client_address(request) or "0.0.0.0"  # noqa: S104 - an address, not a bind
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return settings.REGISTRATION_OPEN
