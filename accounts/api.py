@@ -50,6 +50,22 @@ def _token_pair_payload(user: User) -> dict:
     return {**services.user_tokens_issue(user=user), "token_type": TOKEN_TYPE, "user": UserOutputSerializer(user).data}
 
 
+REGISTERED_MESSAGE = (
+    "If this address was not registered yet, the account was created: sign in with this email and password."
+)
+REGISTERED_PENDING_MESSAGE = (
+    "If this address was not registered yet, the account was created and waits for an administrator's "
+    "approval: signing in answers 403 account_pending until then."
+)
+
+
+class RegisterOutputSerializer(serializers.Serializer):
+    """The same answer whether or not the address was taken (nothing tells which emails exist)."""
+
+    detail = serializers.CharField()
+    email = serializers.EmailField(help_text="The address, normalized (lower case).")
+
+
 class ServiceUnavailable(APIException):
     """503: a dependency (here, Google sign-in) is not configured or not available."""
 
@@ -88,18 +104,24 @@ class RegisterView(CredentialsView):
         tags=["auth"],
         summary="Create an account",
         description=(
-            "With `REGISTRATION_REQUIRES_APPROVAL` on, the new account is `pending`: it can sign in only "
-            "to learn so (403 `account_pending`) until an administrator approves it."
+            "Answers 202 with `detail` and the normalized `email`, the same whether the address was free "
+            "(the account is created) or already taken (nothing changes), so the answer does not tell which "
+            "addresses have accounts; sign in to use the account. A weak password is a 400 either way. With "
+            "`REGISTRATION_REQUIRES_APPROVAL` on, the new account is `pending`: it can sign in only to learn "
+            "so (403 `account_pending`) until an administrator approves it."
         ),
         request=RegisterInputSerializer,
-        responses={201: UserOutputSerializer, **error_responses(400, 403, 429)},
+        responses={202: RegisterOutputSerializer, **error_responses(400, 403, 429)},
         auth=[],
     )
     def post(self, request: Request) -> Response:
         serializer = self.RegisterInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_register(**serializer.validated_data)
-        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+        services.user_register(**serializer.validated_data)
+        email = User.objects.normalize_email(serializer.validated_data["email"].strip()).lower()
+        pending = services.user_initial_status() == User.Status.PENDING
+        detail = REGISTERED_PENDING_MESSAGE if pending else REGISTERED_MESSAGE
+        return Response({"detail": detail, "email": email}, status=status.HTTP_202_ACCEPTED)
 
 
 class LoginView(CredentialsView):
@@ -183,7 +205,10 @@ class LogoutView(CredentialsView):
         operation_id="auth_logout",
         tags=["auth"],
         summary="Revoke a refresh token",
-        description="Blacklists the refresh token; access tokens already issued stay valid until they expire.",
+        description=(
+            "Blacklists the refresh token; access tokens already issued stay valid until they expire "
+            "(`POST /auth/logout-all` ends them all)."
+        ),
         request=LogoutInputSerializer,
         responses={204: OpenApiResponse(description="Logged out."), **error_responses(400, 401)},
         auth=[],
@@ -192,6 +217,31 @@ class LogoutView(CredentialsView):
         serializer = self.LogoutInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.user_tokens_revoke(refresh=serializer.validated_data["refresh"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllView(APIView):
+    """End every session of the signed-in user: all their access and refresh tokens stop working."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+    @extend_schema(
+        operation_id="auth_logout_all",
+        tags=["auth"],
+        summary="Log out everywhere",
+        description=(
+            "Blacklists every refresh token of the user and revokes every access token issued so far "
+            "(this one included): each answers 401 at its next request (within `HISTORY_AUTH_CACHE_S` on "
+            "the history endpoints). Sign in again for a new pair."
+        ),
+        request=None,
+        responses={204: OpenApiResponse(description="Logged out everywhere."), **error_responses(401, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        services.user_tokens_revoke_all(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -243,8 +293,8 @@ class ChangePasswordView(APIView):
         summary="Change your password (answers a fresh JWT pair)",
         description=(
             "Checks `old_password` (400 when wrong) and runs Django's password validators on "
-            "`new_password`. Every refresh token issued before is blacklisted, so other sessions end "
-            "when their access token expires; the answer is a fresh pair for this client."
+            "`new_password`. Every token issued before (access and refresh) is revoked, so other "
+            "sessions end at their next request; the answer is a fresh pair for this client."
         ),
         request=ChangePasswordInputSerializer,
         responses={200: TokenPairOutputSerializer, **error_responses(400, 401, 403, 429)},
@@ -273,7 +323,7 @@ class PasswordResetConfirmView(CredentialsView):
         description=(
             "`uid` and `token` come from the link an administrator had emailed "
             "(`POST /users/{id}/reset-password` with `mode: link`). A link works once; an invalid or "
-            "expired one is a 400 on `token`. Every refresh token of the user is blacklisted."
+            "expired one is a 400 on `token`. Every token of the user (access and refresh) is revoked."
         ),
         request=PasswordResetConfirmInputSerializer,
         responses={204: OpenApiResponse(description="Password set; sign in with it."), **error_responses(400, 429)},

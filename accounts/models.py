@@ -67,6 +67,12 @@ class User(BaseModel, AbstractBaseUser, PermissionsMixin):
     profile_picture_url = models.URLField(max_length=500, blank=True)
     is_staff = models.BooleanField(default=False, help_text="May sign in to the admin site.")
     date_joined = models.DateTimeField(auto_now_add=True)
+    token_version = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Every JWT carries the version it was issued under; raising it (a password change or "
+        "reset, logging out everywhere) ends every token issued before.",
+    )
 
     objects = UserManager()
 
@@ -100,6 +106,17 @@ class User(BaseModel, AbstractBaseUser, PermissionsMixin):
     def clean(self) -> None:
         super().clean()
         self.email = type(self).objects.normalize_email(self.email).lower()
+
+    def save(self, *args, **kwargs) -> None:
+        # ``set_password`` leaves the raw password in ``_password`` until the save (a hash upgrade
+        # by ``check_password`` does not): every path that changes the password (our services,
+        # the Django admin, allauth, ``changepassword``) ends the tokens issued before.
+        if self._password is not None and self.pk is not None:
+            self.token_version += 1
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None and "token_version" not in update_fields:
+                kwargs["update_fields"] = [*update_fields, "token_version"]
+        super().save(*args, **kwargs)
 
 
 class Watchlist(BaseModel):

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
@@ -26,10 +27,12 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch, get_md5_hash_password
 
-from accounts.authentication import user_access_check
+from accounts.authentication import TOKEN_VERSION_CLAIM, token_version_check, user_access_check
 from accounts.models import User
 from accounts.selectors import user_email_taken, user_get
+from accounts.throttles import login_failure_record, login_failures_clear, login_lock_check
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +40,36 @@ EMAIL_TAKEN_MESSAGE = "A user with this email address already exists."
 REGISTRATION_CLOSED_MESSAGE = "Registration is closed on this server; ask an administrator for an account."
 WRONG_OLD_PASSWORD_MESSAGE = "The current password is not correct."  # noqa: S105 - a message
 RESET_LINK_INVALID_MESSAGE = "The reset link is invalid or has expired; ask for a new one."
+REFRESH_CHAIN_EXPIRED_MESSAGE = "This sign-in is older than the refresh limit; sign in again."
+AUTH_TIME_CLAIM = "auth_time"
 
 
-def user_register(*, email: str, password: str, first_name: str = "", last_name: str = "") -> User:
-    """Create a user with the ``user`` role after checking the email is free and the password is strong.
+def user_register(
+    *, email: str, password: str, first_name: str = "", last_name: str = "", reveal_taken: bool = False
+) -> User | None:
+    """Create a user with the ``user`` role after checking the password is strong and the email free.
 
     Raises ``PermissionDenied`` when ``settings.REGISTRATION_OPEN`` is false and
-    ``ValidationError`` (``email`` / ``password``) for a taken email or a weak password.
+    ``ValidationError`` on ``password`` for a weak password (checked first, so a weak password
+    answers alike for taken and free addresses). A taken email answers ``None`` after the same
+    password hashing work a new account costs, so callers can answer as for a free one; with
+    ``reveal_taken`` (clients whose contract says so) it raises ``ValidationError`` on ``email``.
     """
     if not settings.REGISTRATION_OPEN:
         raise PermissionDenied(REGISTRATION_CLOSED_MESSAGE)
     email = User.objects.normalize_email(email.strip()).lower()
-    if user_email_taken(email=email):
-        raise ValidationError({"email": [EMAIL_TAKEN_MESSAGE]})
     # Validators such as UserAttributeSimilarityValidator compare against the user's own fields.
     candidate = User(email=email, first_name=first_name, last_name=last_name)
     try:
         validate_password(password, user=candidate)
     except ValidationError as exc:
         raise ValidationError({"password": exc.messages}) from exc
+    if user_email_taken(email=email):
+        if reveal_taken:
+            raise ValidationError({"email": [EMAIL_TAKEN_MESSAGE]})
+        make_password(password)  # the time a real registration takes
+        logger.info("registration for an existing address answered like a new one")
+        return None
     try:
         with transaction.atomic():
             return User.objects.create_user(
@@ -63,7 +77,9 @@ def user_register(*, email: str, password: str, first_name: str = "", last_name:
             )
     except IntegrityError as exc:
         # Lost a race with a concurrent registration of the same address.
-        raise ValidationError({"email": [EMAIL_TAKEN_MESSAGE]}) from exc
+        if reveal_taken:
+            raise ValidationError({"email": [EMAIL_TAKEN_MESSAGE]}) from exc
+        return None
 
 
 def user_initial_status() -> str:
@@ -78,10 +94,23 @@ def user_authenticate(*, request: HttpRequest | None, email: str, password: str)
     ``AccountNotApproved`` (403, ``account_pending`` / ``account_rejected``) when the
     credentials are right but an administrator has not approved the account.
     """
+    user = _credentials_user(request=request, email=email, password=password)
+    user_access_check(user)
+    return user
+
+
+def _credentials_user(*, request: HttpRequest | None, email: str, password: str) -> User:
+    """The active user with these credentials; counts failures per email (``accounts.throttles``).
+
+    Raises ``Throttled`` (429) while the email is locked, even for the right password, and
+    ``AuthenticationFailed`` for wrong credentials or an inactive user.
+    """
+    login_lock_check(email=email)
     user = authenticate(request, email=email.strip(), password=password)
     if user is None:
+        login_failure_record(email=email)
         raise AuthenticationFailed("Invalid email or password.")
-    user_access_check(user)
+    login_failures_clear(email=email)
     return user
 
 
@@ -91,10 +120,7 @@ def user_credentials_check(*, request: HttpRequest | None, email: str, password:
     For clients that show a pending or rejected user a page of their own (the seed front end);
     every data endpoint still refuses such a user (``accounts.authentication``).
     """
-    user = authenticate(request, email=email.strip(), password=password)
-    if user is None:
-        raise AuthenticationFailed("Invalid email or password.")
-    return user
+    return _credentials_user(request=request, email=email, password=password)
 
 
 def user_update(*, user: User, first_name: str | None = None, last_name: str | None = None) -> User:
@@ -119,20 +145,47 @@ def user_profile_picture_set(*, user: User, url: str) -> User:
     return user
 
 
-def user_tokens_issue(*, user: User) -> dict[str, str]:
-    """A fresh JWT pair (``access``, ``refresh``) for the user; the refresh token is tracked for revocation."""
-    refresh = RefreshToken.for_user(user)
-    update_last_login(None, user)
+def refresh_max_age_s() -> int:
+    """How long a sign-in may be kept alive by refreshing: ``JWT_REFRESH_MAX_AGE_S`` (default the refresh lifetime)."""
+    default = int(jwt_settings.REFRESH_TOKEN_LIFETIME.total_seconds())
+    return int(getattr(settings, "JWT_REFRESH_MAX_AGE_S", None) or default)
+
+
+def user_tokens_issue(*, user: User, auth_time: int | None = None) -> dict[str, str]:
+    """A fresh JWT pair (``access``, ``refresh``) for the user; the refresh token is tracked for revocation.
+
+    Both carry the user's ``token_version`` (``tv``) and ``auth_time``, the instant of the sign-in
+    the chain of refreshes started with (now, unless a refresh passes the original one on); the
+    refresh token never expires after ``auth_time + JWT_REFRESH_MAX_AGE_S``.
+    """
+    # As simplejwt's for_user, with our claims in place before the token is recorded as outstanding.
+    refresh = RefreshToken()
+    refresh[jwt_settings.USER_ID_CLAIM] = str(getattr(user, jwt_settings.USER_ID_FIELD))
+    if jwt_settings.CHECK_REVOKE_TOKEN:
+        refresh[jwt_settings.REVOKE_TOKEN_CLAIM] = get_md5_hash_password(user.password)
+    refresh[TOKEN_VERSION_CLAIM] = user.token_version
+    refresh[AUTH_TIME_CLAIM] = int(auth_time if auth_time is not None else refresh["iat"])
+    refresh["exp"] = min(refresh["exp"], refresh[AUTH_TIME_CLAIM] + refresh_max_age_s())
+    OutstandingToken.objects.create(
+        user=user,
+        jti=refresh[jwt_settings.JTI_CLAIM],
+        token=str(refresh),
+        created_at=refresh.current_time,
+        expires_at=datetime_from_epoch(refresh["exp"]),
+    )
+    if auth_time is None:
+        update_last_login(None, user)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 
 def user_access_token_issue(*, user: User, lifetime: timedelta) -> str:
     """A lone access token valid for ``lifetime``, without a refresh token (clients with no refresh flow).
 
-    It is refused like any access token once the user is deactivated or not approved; a password
-    change does not end it before it expires.
+    It is refused like any access token once the user is deactivated or not approved, or once a
+    password change or reset or a logout everywhere raised the user's ``token_version``.
     """
     token = AccessToken.for_user(user)
+    token[TOKEN_VERSION_CLAIM] = user.token_version
     token.set_exp(lifetime=lifetime)
     update_last_login(None, user)
     return str(token)
@@ -150,7 +203,9 @@ def _refresh_token_parse(raw: str) -> RefreshToken:
 def user_tokens_refresh(*, refresh: str) -> dict[str, str]:
     """Trade a refresh token for a new pair; the old refresh token is blacklisted (usable once).
 
-    Raises ``InvalidToken`` (401) for an invalid, expired, blacklisted or already used token and
+    Raises ``InvalidToken`` (401) for an invalid, expired, blacklisted or already used token, one
+    issued before the user's tokens were revoked (``token_version``) or one whose chain started
+    more than ``JWT_REFRESH_MAX_AGE_S`` ago (``auth_time``, else its ``iat``), and
     ``AuthenticationFailed`` when its user no longer exists or is inactive.
     """
     token = _refresh_token_parse(refresh)
@@ -158,12 +213,19 @@ def user_tokens_refresh(*, refresh: str) -> dict[str, str]:
     if user is None or not jwt_settings.USER_AUTHENTICATION_RULE(user):
         raise AuthenticationFailed("No active account found for the given token.")
     user_access_check(user)
+    token_version_check(user=user, token=token)
+    try:
+        auth_time = int(token.payload.get(AUTH_TIME_CLAIM, token.payload.get("iat")))
+    except (TypeError, ValueError) as exc:
+        raise InvalidToken(REFRESH_CHAIN_EXPIRED_MESSAGE) from exc
+    if timezone.now().timestamp() - auth_time > refresh_max_age_s():
+        raise InvalidToken(REFRESH_CHAIN_EXPIRED_MESSAGE)
     # BlacklistedToken.token is one-to-one: of two concurrent refreshes with the same token only
     # one creates the row, so the other is refused instead of also getting a new pair.
     _, created = token.blacklist()
     if not created:
         raise InvalidToken("Token is blacklisted")
-    return user_tokens_issue(user=user)
+    return user_tokens_issue(user=user, auth_time=auth_time)
 
 
 def user_tokens_revoke(*, refresh: str) -> None:
@@ -184,8 +246,22 @@ def user_refresh_tokens_blacklist(*, user: User) -> int:
     return len(rows)
 
 
+@transaction.atomic
+def user_tokens_revoke_all(*, user: User) -> None:
+    """Log the user out everywhere: every JWT issued before stops working (access and refresh).
+
+    Raises ``token_version`` (checked on every authentication and refresh) and blacklists every
+    outstanding refresh token. Saved with ``save`` so per-process user caches drop the user.
+    """
+    user.refresh_from_db(fields=["token_version"])
+    user.token_version += 1
+    user.save(update_fields=["token_version", "updated_at"])
+    user_refresh_tokens_blacklist(user=user)
+
+
 def _password_set(*, user: User, password: str) -> None:
     user.set_password(password)
+    # User.save raises token_version along with the password.
     user.save(update_fields=["password", "updated_at"])
     user_refresh_tokens_blacklist(user=user)
 
@@ -254,7 +330,8 @@ def user_admin_update(
         with transaction.atomic():
             user.save(update_fields=[*changed, "updated_at"])
             if not user.is_active or user.status == User.Status.REJECTED:
-                user_refresh_tokens_blacklist(user=user)
+                # Reactivating or approving later does not bring old tokens back.
+                user_tokens_revoke_all(user=user)
     return user
 
 
@@ -305,7 +382,7 @@ def user_password_reset_link_send(*, user: User, request: HttpRequest | None) ->
     """Email the user a one-time password-reset link (Django's ``default_token_generator``).
 
     The link stops working once the password changes or after ``PASSWORD_RESET_TIMEOUT``.
-    Every refresh token of the user is blacklisted. Raises ``EmailNotSent`` when the mail
+    Every token of the user is revoked (``user_tokens_revoke_all``). Raises ``EmailNotSent`` when the mail
     could not be handed to the email backend.
     """
     uid = urlsafe_base64_encode(force_bytes(user.pk))
@@ -322,7 +399,7 @@ def user_password_reset_link_send(*, user: User, request: HttpRequest | None) ->
     except OSError as exc:  # smtplib.SMTPException is an OSError
         logger.warning("password reset email to user %s not sent: %r", user.pk, exc)
         raise EmailNotSent(str(exc)) from exc
-    user_refresh_tokens_blacklist(user=user)
+    user_tokens_revoke_all(user=user)
 
 
 def password_reset_user(*, uid: str, token: str) -> User | None:

@@ -12,6 +12,7 @@ urlpatterns = [
     re_path(r"^auth/login(?:/)?$", api.LoginView.as_view(), name="auth-login"),
     re_path(r"^auth/refresh(?:/)?$", api.RefreshView.as_view(), name="auth-refresh"),
     re_path(r"^auth/logout(?:/)?$", api.LogoutView.as_view(), name="auth-logout"),
+    re_path(r"^auth/logout-all(?:/)?$", api.LogoutAllView.as_view(), name="auth-logout-all"),
     re_path(r"^auth/me(?:/)?$", api.MeView.as_view(), name="auth-me"),
     re_path(r"^auth/change-password(?:/)?$", api.ChangePasswordView.as_view(), name="auth-change-password"),
     re_path(

@@ -30,7 +30,9 @@ TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 class SeedCredentialsView(SeedApiView):
     """Credentials in the body, no Authorization header read (a stale token must not block a login).
 
-    Throttled per client address like our own login and registration.
+    Throttled per client address like our own login and registration (``X-Forwarded-For`` only from
+    ``TRUSTED_PROXIES``); the login also locks an email after ``LOGIN_FAILURE_LIMIT`` failures
+    (``accounts.throttles``).
     """
 
     authentication_classes: list = []
@@ -69,7 +71,8 @@ class SeedRegisterView(SeedCredentialsView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         picture = data.pop("profile_picture_url")
-        user = services.user_register(**data)
+        # The seed's contract answers the new UserInDb, so a taken address stays a 400 here.
+        user = services.user_register(**data, reveal_taken=True)
         user = services.user_profile_picture_set(user=user, url=picture)
         return Response(user_in_db(user), status=status.HTTP_201_CREATED)
 
