@@ -447,7 +447,8 @@ def test_provider_clear_and_new_credentials_together_is_an_error(staff_client, w
     assert Provider.objects.get(pk=dhan.pk).credentials["access_token"] == SECRET
 
 
-def test_provider_add_with_credentials_and_settings(staff_client, world):
+def test_provider_add_with_credentials_and_settings(staff_client, world, settings):
+    settings.PROVIDER_URL_ALLOWED_HOSTS = ["127.0.0.1:9000"]  # a local feed, allowed by the deployment
     url = _url(Provider, "add")
     data = _post_data(staff_client.get(url))
     data.update(
@@ -463,6 +464,16 @@ def test_provider_add_with_credentials_and_settings(staff_client, world):
     provider = Provider.objects.get(code="YF")
     assert provider.credentials == {"api_key": "yahoo-key-1"}
     assert provider.effective_settings()["feed_url"] == "ws://127.0.0.1:9000/"
+
+
+def test_provider_url_setting_on_a_foreign_host_is_a_form_error(staff_client, world):
+    url = _url(Provider, "change", world[Provider].pk)
+    data = _post_data(staff_client.get(url))
+    data.update(settings='{"rest_url": "https://collector.example/v2"}')
+    response = staff_client.post(url, data)
+    assert response.status_code == 200
+    assert "rest_url" in str(response.context["adminform"].form.errors["settings"])
+    assert "rest_url" not in Provider.objects.get(pk=world[Provider].pk).settings
 
 
 def test_provider_invalid_settings_json_is_a_form_error(staff_client, world):
