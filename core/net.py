@@ -84,8 +84,8 @@ def host_is_allowed(host: str, port: int, allowed_hosts: Iterable[str]) -> bool:
     return False
 
 
-def _resolve(host: str, port: int, allowed_hosts: Iterable[str]) -> str:
-    """The one address to connect to; refuses a host that is (or resolves to) a non-public address."""
+def _resolve(host: str, port: int, allowed_hosts: Iterable[str]) -> list[str]:
+    """The addresses to connect to, in order; refuses a host that is (or resolves to) a non-public address."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
@@ -95,7 +95,7 @@ def _resolve(host: str, port: int, allowed_hosts: Iterable[str]) -> str:
         raise FetchError(UNREACHABLE)
     if not host_is_allowed(host, port, allowed_hosts) and not all(address_is_public(a) for a in addresses):
         raise FetchError(NOT_ALLOWED)
-    return addresses[0]
+    return addresses
 
 
 def url_problem(url: str, allowed_hosts: Iterable[str] = ()) -> str:
@@ -144,15 +144,10 @@ def _pool(scheme: str, host: str, address: str, port: int, timeout: tuple[float,
     return urllib3.HTTPConnectionPool(address, port, **kwargs)
 
 
-def _open(url: str, *, allowed_hosts: tuple[str, ...], timeout: tuple[float, float], max_redirects: int):
-    """Follow redirects by hand, checking every hop; returns (pool, response) of the final 2xx answer."""
-    for _hop in range(max_redirects + 1):
-        scheme, host, port, path = _split(url)
-        address = _resolve(host, port, allowed_hosts)
+def _request(scheme: str, host: str, port: int, path: str, addresses: list[str], headers: dict, timeout):
+    """GET ``path`` from the first of the checked ``addresses`` that answers (never a fresh lookup)."""
+    for address in addresses:
         pool = _pool(scheme, host, address, port, timeout)
-        default_port = 443 if scheme == "https" else 80
-        host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
-        headers = {"Host": host_header, "Accept-Encoding": "gzip, deflate", "User-Agent": "marketapp-import"}
         try:
             response = pool.urlopen(
                 "GET",
@@ -164,9 +159,24 @@ def _open(url: str, *, allowed_hosts: tuple[str, ...], timeout: tuple[float, flo
                 decode_content=False,
                 assert_same_host=False,
             )
+        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError):
+            pool.close()
+            continue  # e.g. an IPv6 address without an IPv6 route: the next one may answer
         except (urllib3.exceptions.HTTPError, OSError):
             pool.close()
             raise FetchError(UNREACHABLE) from None
+        return pool, response
+    raise FetchError(UNREACHABLE)
+
+
+def _open(url: str, *, allowed_hosts: tuple[str, ...], timeout: tuple[float, float], max_redirects: int):
+    """Follow redirects by hand, checking every hop; returns (pool, response) of the final 2xx answer."""
+    for _hop in range(max_redirects + 1):
+        scheme, host, port, path = _split(url)
+        default_port = 443 if scheme == "https" else 80
+        host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
+        headers = {"Host": host_header, "Accept-Encoding": "gzip, deflate", "User-Agent": "marketapp-import"}
+        pool, response = _request(scheme, host, port, path, _resolve(host, port, allowed_hosts), headers, timeout)
         if response.status in REDIRECTS and response.headers.get("Location"):
             location = response.headers["Location"]
             response.release_conn()

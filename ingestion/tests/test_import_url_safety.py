@@ -316,3 +316,56 @@ def test_the_api_refuses_an_internal_literal_address_at_once(admin_api_client, u
     assert response.status_code == 400, response.content
     assert "url" in response.json()["errors"]
     assert not PopulateJob.objects.exists()
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    """A certificate for ``localhost`` (and its key), written under ``directory``."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_https_to_the_pinned_address_still_verifies_the_host_name(reference, settings, tmp_path, monkeypatch):
+    import ssl
+
+    import certifi
+
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setattr(certifi, "where", lambda: cert)  # trust the test certificate, and only it
+    with serving(body(f"{DHAN_HEADER}\n{ROW}\n".encode())) as server:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+        settings.IMPORT_URL_ALLOWED_HOSTS = [f"localhost:{server.port}", f"127.0.0.1:{server.port}"]
+
+        by_name = _run(f"https://localhost:{server.port}/scrip.csv")
+        by_address = _run(f"https://127.0.0.1:{server.port}/scrip.csv")  # the certificate names localhost only
+
+    assert by_name.state == "succeeded", by_name.message
+    assert by_address.state == "failed"
+    assert server.requests == ["/scrip.csv"]
