@@ -396,3 +396,16 @@ def test_a_fresh_refresh_token_never_outlives_its_chain(settings):
     token = RefreshToken(_pair("ada@example.com")["refresh"])
 
     assert token["exp"] <= token["auth_time"] + 3600
+
+
+def test_history_endpoints_refuse_a_revoked_token_despite_their_user_cache(settings):
+    """The history views cache the user row (HISTORY_AUTH_CACHE_S); a revocation in this process drops it."""
+    settings.HISTORY_AUTH_CACHE_S = 10
+    UserFactory(email="ada@example.com")
+    pair = _pair("ada@example.com")
+    client = bearer(pair["access"])
+    assert client.get("/marketdata/intraday", {"symbol": "NOSUCH"}).status_code not in (401, 403)
+
+    assert bearer(pair["access"]).post("/auth/logout-all").status_code == 204
+
+    assert client.get("/marketdata/intraday", {"symbol": "NOSUCH"}).status_code == 401
