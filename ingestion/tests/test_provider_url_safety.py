@@ -9,18 +9,24 @@ host that is not allowed must receive no request at all.
 
 from __future__ import annotations
 
+import json
+from datetime import date, time
+
 import pytest
 from django.core.exceptions import ValidationError
 
+from exchanges.tests.factories import ExchangeFactory
 from ingestion.admin.providers import ProviderAdminForm
 from ingestion.backfill import BackfillError, backfill_plan
 from ingestion.backfill.service import history_client_for
+from ingestion.jobs import job_run
 from ingestion.manager import ProviderManager
 from ingestion.models import Provider
 from ingestion.services import provider_create, provider_update
 from ingestion.streaming import ProviderSpec
-from ingestion.tests.factories import ProviderFactory
+from ingestion.tests.factories import ProviderFactory, ProviderInstrumentMappingFactory
 from ingestion.tests.fakes.history_stub import HistoryStub
+from instruments.tests.factories import InstrumentFactory, InstrumentTypeFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -128,17 +134,30 @@ def test_the_admin_form_refuses_a_foreign_url(dhan):
 
 def test_a_url_stored_before_the_check_sends_nothing(admin_api_client, stub):
     """A row written around the services (an older release, a raw SQL fix) is refused at use."""
-    ProviderFactory(code="DHAN", kind="dhan", settings={"rest_url": stub.url + "/v2"}, credentials=dict(CREDENTIALS))
+    dhan = ProviderFactory(
+        code="DHAN", kind="dhan", settings={"rest_url": stub.url + "/v2"}, credentials=dict(CREDENTIALS), rate_limit=50
+    )
+    nse = ExchangeFactory(code="NSE", timezone="Asia/Kolkata", market_open=time(9, 15), market_close=time(15, 30))
+    infy = InstrumentFactory(symbol="INFY", exchange=nse, instrument_type=InstrumentTypeFactory(code="EQ"))
+    ProviderInstrumentMappingFactory(provider=dhan, instrument=infy, search_code="1594", segment="NSE_EQ")
+    stub.dhan_days("NSE_EQ", "1594", {date(2024, 3, 11): (1600.0, 1620.0, 1590.0, 1610.0, 50000)})
 
-    response = _history(admin_api_client)
+    response = admin_api_client.post(
+        "/populate/history",
+        {"provider": "DHAN", "interval": "1d", "start": "2024-03-11", "end": "2024-03-11", "symbols": ["INFY"]},
+        format="json",
+    )
+    if response.status_code == 202:  # before the fix: the job ran and called the stub with the token
+        job_run(job_id=response.json()["job_id"])
+    assert [r.headers.get("access-token") for r in stub.requests] == []  # the access token never left
     with pytest.raises(BackfillError):
         history_client_for(Provider.objects.get(code="DHAN"))
     spec = ProviderSpec(1, "DHAN", "dhan", {"feed_url": stub.url.replace("http", "ws")}, dict(CREDENTIALS))
     with pytest.raises(ValueError, match="feed_url"):
         ProviderManager.build_client(ProviderManager.__new__(ProviderManager), spec)
 
-    assert response.status_code == 400
-    assert stub.requests == []
+    assert response.status_code == 400, response.content
+    assert "rest_url" in json.dumps(response.json()["errors"])
 
 
 def test_the_deployment_setting_allows_a_host(admin_api_client, dhan, stub, settings):
