@@ -82,6 +82,11 @@ def test_no_csp_violations_on_the_instrument_page_admin_pages_and_api_docs(marke
         expect(page.locator("#content")).to_be_visible()
         _assert_no_violations(page, refusals, path)
 
+    response = page.goto(server.url + "/exchange/")  # DRF's browsable API
+    _assert_policy(response)
+    expect(page.locator(".response-info")).to_be_visible()
+    _assert_no_violations(page, refusals, "browsable API")
+
     response = page.goto(server.url + "/")
     _assert_policy(response)
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("marketapp API")
