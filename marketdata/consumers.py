@@ -41,6 +41,7 @@ from marketdata.ws_middleware import (
     SCOPE_RAW_SEND,
     SCOPE_SUBPROTOCOL,
     SCOPE_TOKEN_EXPIRES,
+    SCOPE_TOKEN_VERSION,
 )
 from marketdata.ws_protocol import (
     PONG,
@@ -123,7 +124,7 @@ class MarketDataConsumer(ConnectionAuth):
             if self.scope.get(SCOPE_AUTH_ERROR):
                 await self.close(CLOSE_AUTH, text=auth_error_text(self.scope[SCOPE_AUTH_ERROR]))
             elif user is not None and user.is_authenticated:
-                self._set_user(user, self.scope.get(SCOPE_TOKEN_EXPIRES))
+                self._set_user(user, self.scope.get(SCOPE_TOKEN_EXPIRES), self.scope.get(SCOPE_TOKEN_VERSION))
             elif getattr(settings, "WS_ALLOW_ANONYMOUS", False):
                 self.anonymous = True
             else:

@@ -35,6 +35,7 @@ AUTH_REASONS = {
     "token_invalid": (CLOSE_AUTH, "Token is invalid."),
     "token_expired": (CLOSE_AUTH, "Token is expired; renew it with an auth message before it expires."),
     "token_wrong_type": (CLOSE_AUTH, "Token has wrong type: send an access token."),
+    "token_revoked": (CLOSE_AUTH, "Token was revoked (password change, logout everywhere): sign in again."),
     "user_not_found": (CLOSE_FORBIDDEN, "The token's user does not exist."),
     "account_inactive": (CLOSE_FORBIDDEN, "User is inactive: this account is deactivated."),
     "account_pending": (
@@ -50,6 +51,7 @@ class TokenCheck:
     user: object | None = None
     expires_at: float | None = None  # epoch seconds
     reason: str | None = None
+    version: int | None = None  # the user's token_version the token was issued under
 
     @property
     def message(self) -> str:
@@ -92,7 +94,14 @@ def check_token(raw: str) -> TokenCheck:
     except (InvalidToken, TokenError) as exc:
         return TokenCheck(reason=_reason_of_token_error(exc))
     exp = token.get("exp")
-    return TokenCheck(user=user, expires_at=float(exp) if exp is not None else None)
+    return TokenCheck(user=user, expires_at=float(exp) if exp is not None else None, version=_version_of(token))
+
+
+def _version_of(token) -> int:
+    try:
+        return int(token.get("tv", 0))
+    except (TypeError, ValueError):
+        return -1
 
 
 async def acheck_token(raw: str) -> TokenCheck:
@@ -112,12 +121,18 @@ def user_standing(user) -> str | None:
     return None
 
 
-def standings(user_ids: list[int]) -> dict[int, str | None]:
-    """``user id -> reason or None`` for every id, in one query (sync)."""
+def standings(user_ids: list[int]) -> dict[int, tuple[str | None, int]]:
+    """``user id -> (reason or None, current token_version)`` for every id, in one query (sync)."""
     from django.contrib.auth import get_user_model
 
-    users = {u.pk: u for u in get_user_model().objects.filter(pk__in=user_ids).only("pk", "is_active", "status")}
-    return {pk: (user_standing(users[pk]) if pk in users else "user_not_found") for pk in user_ids}
+    users = {
+        u.pk: u
+        for u in get_user_model().objects.filter(pk__in=user_ids).only("pk", "is_active", "status", "token_version")
+    }
+    return {
+        pk: (user_standing(users[pk]), users[pk].token_version) if pk in users else ("user_not_found", 0)
+        for pk in user_ids
+    }
 
 
 class AccountWatch:
@@ -164,7 +179,10 @@ class AccountWatch:
                 logger.warning("re-checking websocket users failed", exc_info=True)
                 continue
             for connection in live:
-                reason = found.get(connection.user.pk)
+                reason, version = found.get(connection.user.pk, (None, 0))
+                issued = getattr(connection, "token_version", None)
+                if reason is None and issued is not None and issued != version:
+                    reason = "token_revoked"  # a password change or logout-all since the token was issued
                 if reason is not None and not connection.closed:
                     connection.revoke(reason)
 
@@ -185,10 +203,12 @@ class ConnectionAuth:
 
     user = None
     token_expires_at: float | None = None
+    token_version: int | None = None  # None for a session user (its session ends with a password change)
 
-    def _set_user(self, user, expires_at: float | None) -> None:
+    def _set_user(self, user, expires_at: float | None, version: int | None = None) -> None:
         self.user = user
         self.token_expires_at = expires_at
+        self.token_version = version
         AccountWatch.get().add(self)
 
     def _forget_user(self) -> None:
@@ -233,7 +253,7 @@ class ConnectionAuth:
         if found.user is None:
             await self.close(CLOSE_AUTH, text=auth_error_text(found.reason))
             return
-        self._set_user(found.user, found.expires_at)
+        self._set_user(found.user, found.expires_at, found.version)
         self._deadline = None
         if self._receive_timeout is not None:
             self._receive_timeout.reschedule(None)
@@ -254,6 +274,7 @@ class ConnectionAuth:
             self.reply(self._error_frame("token_user_mismatch", "The token is another user's; nothing changed."))
         elif self.token_expires_at is not None and (found.expires_at or 0) > self.token_expires_at:
             self.token_expires_at = found.expires_at
+            self.token_version = found.version
             self.reply(message("info", message="Token renewed"))
         else:
             self.reply(message("info", message="Already authenticated"))

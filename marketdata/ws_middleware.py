@@ -32,6 +32,7 @@ SCOPE_AUTH_ERROR = "marketapp.auth_error"  # a reason of ``ws_auth.AUTH_REASONS`
 SCOPE_BACKLOG = "marketapp.transport_backlog"
 SCOPE_RAW_SEND = "marketapp.raw_send"
 SCOPE_TOKEN_EXPIRES = "marketapp.token_expires_at"  # noqa: S105 - a scope key
+SCOPE_TOKEN_VERSION = "marketapp.token_version"  # noqa: S105 - a scope key
 SCOPE_SUBPROTOCOL = "marketapp.subprotocol"
 SUBPROTOCOL = "marketapp"
 BEARER_PREFIX = "bearer."
@@ -77,6 +78,7 @@ class JWTQueryAuthMiddleware:
             if found.user is not None:
                 scope["user"] = found.user
                 scope[SCOPE_TOKEN_EXPIRES] = found.expires_at
+                scope[SCOPE_TOKEN_VERSION] = found.version
             else:
                 scope[SCOPE_AUTH_ERROR] = found.reason
         else:

@@ -92,6 +92,16 @@ async def test_rejecting_the_user_closes_the_socket_with_4403(store, user):
     await communicator.disconnect()
 
 
+async def test_revoking_the_users_tokens_closes_the_socket_with_4401(store, user):
+    """A password change or ``POST /auth/logout-all`` raises the user's token_version: the open
+    socket authenticated with an older token ends too, not only new connections."""
+    communicator = await connect(f"/ws?token={access_token(user)}")
+    await ping_pongs(communicator)
+    await User.objects.filter(pk=user.pk).aupdate(token_version=user.token_version + 1)
+    await closed_with(communicator, 4401, "token_revoked", within=3)
+    await communicator.disconnect()
+
+
 async def test_a_session_user_deactivated_is_closed_too(store, user):
     client = Client()
     await sync_to_async(client.force_login)(user)
