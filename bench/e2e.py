@@ -122,7 +122,8 @@ async def run_e2e(args, symbols: dict[str, int], token: str, *, per_client: int,
         ingest = procs.Process(
             name="e2e-ingest",
             cmd=[common.PYTHON, "manage.py", "ingest", "--provider", PROVIDER],
-            env=environment.bench_env(CHANNEL_LAYER_PREFIX=PREFIX),
+            # The fake feed is a local host: the deployment allow-list admits it (not the default).
+            env=environment.bench_env(CHANNEL_LAYER_PREFIX=PREFIX, PROVIDER_URL_ALLOWED_HOSTS="127.0.0.1"),
             core=None if args.ingest_core < 0 else args.ingest_core,
         ).start()
         web = procs.server(args.server, f"e2e-{args.server}", CHANNEL_LAYER_PREFIX=PREFIX).start()
