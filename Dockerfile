@@ -20,4 +20,6 @@ RUN SECRET_KEY=build-only DEBUG=true python manage.py collectstatic --noinput -v
     && chown -R marketapp /app/var
 USER marketapp
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "marketapp.asgi:application"]
+# The hardened server command (README "Production"): frames over WS_MAX_FRAME_BYTES are refused
+# before they are buffered. docker-compose overrides it with workers and the proxy settings.
+CMD ["uvicorn", "marketapp.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws-max-size", "65536", "--no-server-header"]

@@ -298,6 +298,25 @@ WS_SEND_QUEUE = env.int("WS_SEND_QUEUE", default=1000)
 WS_STUCK_TIMEOUT_S = env.float("WS_STUCK_TIMEOUT_S", default=10)
 WS_TRANSPORT_BUFFER_BYTES = env.int("WS_TRANSPORT_BUFFER_BYTES", default=262144)
 WS_SYMBOL_CACHE_TTL_S = env.float("WS_SYMBOL_CACHE_TTL_S", default=30)
+# Names one subscribe frame may carry; each unknown name costs one message of the rate budget.
+WS_MAX_NAMES_PER_FRAME = env.int("WS_MAX_NAMES_PER_FRAME", default=100)
+# How often open sockets re-check their users (deactivated, rejected, tokens revoked).
+WS_AUTH_RECHECK_S = env.float("WS_AUTH_RECHECK_S", default=2)
+
+# --- sign-in limits (see docs/SECURITY.md) -------------------------------------------------------
+# Failed logins per email (from any address) before that email answers 429 until the window ends.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=900)
+# A sign-in's refresh chain ends this long after the sign-in, however often it is refreshed.
+JWT_REFRESH_MAX_AGE_S = env.int("JWT_REFRESH_MAX_AGE_S", default=env.int("JWT_REFRESH_LIFETIME_S", default=7 * 86400))
+
+# --- outbound fetches ----------------------------------------------------------------------------
+# Hosts (host or host:port) the instrument import by URL may reach even though they are internal.
+IMPORT_URL_ALLOWED_HOSTS = env.list("IMPORT_URL_ALLOWED_HOSTS", default=[])
+IMPORT_URL_MAX_BYTES = env.int("IMPORT_URL_MAX_BYTES", default=512 * 1024 * 1024)  # before and after decompression
+IMPORT_URL_MAX_LINE_BYTES = env.int("IMPORT_URL_MAX_LINE_BYTES", default=64 * 1024)
+# Extra hosts a Dhan/Yahoo provider's URL settings may name (deployment only, never over the API).
+PROVIDER_URL_ALLOWED_HOSTS = env.list("PROVIDER_URL_ALLOWED_HOSTS", default=[])
 LIVE_PUBSUB_CLIENT = env.str("LIVE_PUBSUB_CLIENT", default="resp")  # the hub's Redis pub/sub client: resp | redis-py
 
 # The seed service's API for its own front end and clients (seedcompat), under this prefix.
@@ -408,6 +427,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # The Dhan feed URL carries the access token; websockets logs request lines at DEBUG.
-    "loggers": {"websockets": {"level": "INFO"}},
+    "filters": {"redact_token": {"()": "marketdata.ws_logging.RedactTokenFilter"}},
+    "loggers": {
+        # The Dhan feed URL carries the access token; websockets logs request lines at DEBUG.
+        "websockets": {"level": "INFO"},
+        # uvicorn logs a WebSocket handshake's path with its query string (?token=): redacted.
+        "uvicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False, "filters": ["redact_token"]},
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False, "filters": ["redact_token"]},
+    },
 }
