@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class EngineStats:
     ticks_in: int = 0
     ticks_unknown: int = 0
     ticks_other_provider: int = 0
+    ticks_bad_price: int = 0  # NaN, infinite, zero or negative: never reaches a bar or a quote
     bars_closed: int = 0
     batches: int = 0
     store_errors: int = 0
@@ -143,6 +145,10 @@ class Engine:
                 m = meta.get(iid)
                 if m is None:
                     self.stats.ticks_unknown += 1
+                    continue
+                price = tick.price
+                if not (isinstance(price, float | int) and math.isfinite(price) and price > 0):
+                    self.stats.ticks_bad_price += 1
                     continue
                 owner = assigned.get(iid)
                 if (owner is not None and owner != tick.provider) or (owner is None and self.strict_routing):

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 from ingestion.ticks import Tick
 
+# Dhan sends the day volume as an unsigned 32-bit field; a drop from near 2^32 to near zero is
+# the counter wrapping, not a new session or a stale update.
+WRAP = 2**32
+WRAP_HIGH = WRAP - 2**28
+WRAP_LOW = 2**28
+
 
 @dataclass(slots=True)
 class _Last:
@@ -55,6 +61,9 @@ class VolumeNormalizer:
             return 0
         if cum >= previous:
             return cum - previous
+        if previous >= WRAP_HIGH and cum < WRAP_LOW:
+            # A 32-bit cumulative counter (Dhan) wrapped past 2^32: the session goes on.
+            return cum + WRAP - previous
         # The cumulative count went down: a new session started (counts restart from zero).
         # Within a session a lower value is a stale or out-of-order update: add nothing.
         if new_session:

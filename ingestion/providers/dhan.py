@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -243,6 +244,12 @@ class DhanFeedClient(FeedClient):
                 except dp.DhanPacketError as exc:
                     self.count_malformed(str(exc), frame)
                     continue
+                if packet.length_mismatch:
+                    self.packet_counts["length_mismatch"] += 1
+                    if self.packet_counts["length_mismatch"] == 1:
+                        logger.warning(
+                            "feed %s: header length field differs from the frame size (decoded anyway)", self.code
+                        )
                 if not packet_seen:
                     packet_seen = True
                     backoff.reset()
@@ -299,7 +306,7 @@ class DhanFeedClient(FeedClient):
 
     def _to_tick(self, instrument_id: int, packet: dp.DhanPacket) -> Tick | None:
         price = packet.ltp
-        if not price or price <= 0:  # no trade yet (illiquid contracts, pre-open)
+        if not price or not math.isfinite(price) or price <= 0:  # no trade yet, or not a number
             self.packet_counts["no_price"] += 1
             return None
         ltt = packet.ltt or 0
@@ -414,4 +421,4 @@ class DhanFeedClient(FeedClient):
 
 def _positive(value: float | None) -> float | None:
     """Dhan sends 0 for fields it has no value for yet; a zero price is never real."""
-    return value if value is not None and value > 0 else None
+    return value if value is not None and math.isfinite(value) and value > 0 else None

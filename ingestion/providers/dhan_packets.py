@@ -6,7 +6,9 @@ header ``<BHBI``: response code, message length, exchange segment, security id.
 
 Two wire details the documentation leaves open, and what this parser does about them:
 
-- The header's message length is described as "the length of the entire payload packet".
+- The header's message length is described as "the length of the entire payload packet"; it
+  is not needed to decode (the response code fixes the layout), so a frame at least as long as
+  its layout is decoded whatever the field says and the mismatch is flagged for counting.
   Whether that includes the 8 header bytes is not stated, so a frame is accepted when the
   length equals the whole frame or the frame minus the header; anything else (a truncated
   or padded frame) is rejected. Our fake server sends the whole-packet length.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 HEADER_SIZE = 8
 
@@ -131,6 +133,7 @@ class DhanPacket:
     prev_oi: int | None = None
     depth: tuple[DepthLevel, ...] = ()
     error_code: int | None = None
+    length_mismatch: bool = False  # the header's length field disagreed with the frame size
 
     @property
     def kind(self) -> str:
@@ -181,11 +184,19 @@ def parse_packet(data: bytes) -> DhanPacket:
     layout = LAYOUTS.get(code)
     if layout is None:
         raise DhanPacketError(f"unknown response code {code}")
+    if size < layout.size:
+        raise DhanPacketError(f"{PACKET_NAMES[code]} packet: frame has {size} bytes, layout needs {layout.size}")
+    # The length field's convention is not documented firmly (whole frame, payload only, or
+    # another byte order in some clients): a frame at least as long as its layout is decoded
+    # whatever it says, and the disagreement is reported (``length_mismatch``) for counting.
     length = data[1] | data[2] << 8
-    if size < layout.size or length not in (size, size - HEADER_SIZE):
-        raise DhanPacketError(
-            f"{PACKET_NAMES[code]} packet: header says {length} bytes, frame has {size}, layout needs {layout.size}"
-        )
+    packet = _decode(code, layout, data)
+    if length not in (size, size - HEADER_SIZE):
+        packet = replace(packet, length_mismatch=True)
+    return packet
+
+
+def _decode(code: int, layout, data: bytes) -> DhanPacket:
     f = layout.unpack_from(data)
     segment, security_id = f[2], f[3]
     if code == TICKER:

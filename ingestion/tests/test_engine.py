@@ -208,3 +208,22 @@ async def test_store_write_is_retried_when_redis_is_unreachable(n, recorder):
     await engine.process([tick(T0, 100.0, 1000), tick(T0 + 1, 100.0, 1100)])
     assert engine.stats.store_errors == n
     assert store.quotes[1].volume == 1100 and store.open_bars[1].volume == 100
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 0.0, -1.5])
+async def test_a_non_finite_or_non_positive_price_never_reaches_a_bar_or_quote(tick_store, bad):
+    engine = await make_engine(tick_store)
+    await engine.process([tick(T0 + 1000, 100.0, 5000), tick(T0 + 2000, bad, 5100), tick(T0 + 3000, 100.5, 5200)])
+    bar = engine.aggregator.open_bars[1]
+    assert (bar.open, bar.high, bar.low, bar.close) == (100.0, 100.5, 100.0, 100.5)
+    assert engine.quotes[1].last == 100.5 and engine.stats.ticks_bad_price == 1
+
+
+async def test_a_32_bit_cumulative_volume_that_wraps_keeps_counting(tick_store):
+    """Dhan's day volume is an unsigned 32-bit field: past 2^32 it starts again from zero."""
+    engine = await make_engine(tick_store)
+    near = 2**32 - 1_000
+    await engine.process([tick(T0 + 1000, 100.0, near), tick(T0 + 2000, 100.1, near + 400)])
+    await engine.process([tick(T0 + 3000, 100.2, 250)])  # wrapped: +600 to 2^32, then +250
+    await engine.process([tick(T0 + 4000, 100.3, 450)])
+    assert engine.aggregator.open_bars[1].volume == 400 + 600 + 250 + 200

@@ -200,12 +200,30 @@ def test_header_length_may_count_the_payload_only():
 
 
 @pytest.mark.parametrize(
+    "length",
+    [0, 0x1000, 0x0800, 9999],  # absent, the whole length big-endian, payload big-endian, nonsense
+)
+def test_a_frame_as_long_as_its_layout_decodes_whatever_the_length_field_says(length):
+    """If real Dhan used another convention than our guess, every packet would otherwise be
+    dropped while the feed reported streaming: decode it and flag the mismatch instead."""
+    frame = bytearray(quote_packet("NSE_EQ", 1333, ltp=1650.25))
+    struct.pack_into("<H", frame, 1, length)
+    packet = dp.parse_packet(bytes(frame))
+    assert packet.ltp == 1650.25 and packet.length_mismatch
+
+
+def test_a_padded_frame_decodes_and_is_flagged():
+    packet = dp.parse_packet(ticker_packet("NSE_EQ", 1333, 1.0, 1) + b"\x00")
+    assert packet.ltp == 1.0 and packet.length_mismatch
+    assert not dp.parse_packet(ticker_packet("NSE_EQ", 1333, 1.0, 1)).length_mismatch
+
+
+@pytest.mark.parametrize(
     ("frame", "message"),
     [
         (b"\x02\x10\x00", "shorter than the 8-byte header"),
-        (ticker_packet("NSE_EQ", 1333, 1.0, 1)[:12], "header says 16 bytes, frame has 12"),
-        (quote_packet("NSE_EQ", 1333, ltp=1.0)[:49], "header says 50 bytes, frame has 49"),
-        (ticker_packet("NSE_EQ", 1333, 1.0, 1) + b"\x00", "header says 16 bytes, frame has 17"),
+        (ticker_packet("NSE_EQ", 1333, 1.0, 1)[:12], "frame has 12 bytes, layout needs 16"),
+        (quote_packet("NSE_EQ", 1333, ltp=1.0)[:49], "frame has 49 bytes, layout needs 50"),
         (raw_packet(3, "NSE_EQ", 1333, b"\x00" * 8), "unknown response code 3"),
     ],
 )
@@ -519,3 +537,28 @@ def test_subscription_messages_keep_order_and_batch():
 
     assert [m["InstrumentCount"] for m in messages] == [100, 100, 5]
     assert [(i["ExchangeSegment"], i["SecurityId"]) for m in messages for i in m["InstrumentList"]] == wires
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+async def test_a_non_finite_price_on_the_wire_is_no_trade(server, make_client, bad):
+    """``if not price or price <= 0`` let NaN and +inf through: they would poison a bar."""
+    client = make_client(mode="quote")
+    await client.subscribe([sub(1, 2885)])
+    await streaming(client, server, 1)
+    await server.send_to_all(quote_packet("NSE_EQ", 2885, ltp=bad, ltq=1, ltt=LTT_0915, volume=10, open=bad))
+    await server.send_to_all(quote_packet("NSE_EQ", 2885, ltp=2885.5, ltq=1, ltt=LTT_0915, volume=11, open=bad))
+    (only,) = await take(client, 1)
+    assert only.price == 2885.5 and only.day_open is None
+    assert client.packet_counts["no_price"] == 1
+
+
+async def test_frames_whose_length_field_differs_are_decoded_and_counted(server, make_client):
+    client = make_client(mode="quote")
+    await client.subscribe([sub(1, 2885)])
+    await streaming(client, server, 1)
+    frame = bytearray(quote_packet("NSE_EQ", 2885, ltp=2885.5, ltq=1, ltt=LTT_0915, volume=10))
+    struct.pack_into(">H", frame, 1, len(frame))  # big-endian, as one public client reads it
+    await server.send_to_all(bytes(frame))
+    (only,) = await take(client, 1)
+    assert only.price == 2885.5
+    assert client.packet_counts["length_mismatch"] == 1
