@@ -310,6 +310,9 @@ class RedisPubSubSource:
         self.groups: dict[bytes, str] = {}  # channel name -> group
         self.shards: dict[int, _ShardSubscriber] = {}
 
+    # One subscriber per layer shard; ``redis_bus`` swaps in its redis-py subscriber here.
+    shard_class: type = _ShardSubscriber
+
     @staticmethod
     def supported(layer) -> bool:
         try:
@@ -331,7 +334,7 @@ class RedisPubSubSource:
         shard = self.loop_layer._get_shard(name)
         subscriber = self.shards.get(id(shard))
         if subscriber is None:
-            subscriber = self.shards[id(shard)] = _ShardSubscriber(shard.host, self)
+            subscriber = self.shards[id(shard)] = self.shard_class(shard.host, self)
         return name.encode(), subscriber
 
     async def subscribe(self, group: str) -> None:

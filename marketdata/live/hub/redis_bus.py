@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+
+from . import bus
 
 logger = logging.getLogger(__name__)
 
@@ -158,21 +159,11 @@ class _Shard:
             await self.redis.aclose(close_connection_pool=True)
 
 
-class RedisPubSubSource:
-    """Subscribes to channels_redis pub/sub group channels itself and hands each message to ``dispatch``.
+class RedisPubSubSource(bus.RedisPubSubSource):
+    """The hub's pub/sub source on redis-py: the same channel names, shards and dispatch as
+    ``bus.RedisPubSubSource``, with a redis-py subscriber per shard."""
 
-    Uses the layer's own channel names, shard choice, host configuration and serializer (so
-    encryption or a random prefix configured on the layer still work); ``supported`` says
-    whether the layer is one it understands, else the hub reads through ``layer.receive``.
-    """
-
-    def __init__(self, layer, dispatch: Callable[[str, str], None], spawn: Callable) -> None:
-        self.loop_layer = layer._get_layer()
-        self.deserialize = layer.deserialize
-        self.dispatch = dispatch
-        self.spawn = spawn
-        self.groups: dict[bytes, str] = {}  # channel name -> group
-        self.shards: dict[int, _Shard] = {}
+    shard_class = _Shard
 
     @staticmethod
     def supported(layer) -> bool:
@@ -183,40 +174,3 @@ class RedisPubSubSource:
         if not isinstance(layer, RedisPubSubChannelLayer):
             return False
         return all(hasattr(RedisPubSubLoopLayer, n) for n in ("_get_group_channel_name", "_get_shard"))
-
-    def _channel(self, group: str) -> tuple[bytes, _Shard]:
-        name = self.loop_layer._get_group_channel_name(group)
-        shard = self.loop_layer._get_shard(name)
-        subscriber = self.shards.get(id(shard))
-        if subscriber is None:
-            subscriber = self.shards[id(shard)] = _Shard(shard.host, self)
-        return name.encode(), subscriber
-
-    async def subscribe(self, group: str) -> None:
-        channel, subscriber = self._channel(group)
-        self.groups[channel] = group
-        await subscriber.subscribe(channel)
-
-    def unsubscribe(self, group: str) -> None:
-        channel, subscriber = self._channel(group)
-        self.groups.pop(channel, None)
-        subscriber.unsubscribe(channel)
-
-    def on_message(self, channel: bytes, data: bytes) -> None:
-        group = self.groups.get(channel)
-        if group is None:
-            return  # left a moment ago
-        try:
-            message = self.deserialize(data)
-        except Exception:
-            logger.warning("undecodable message on %r", channel, exc_info=True)
-            return
-        text = message.get("text") if isinstance(message, dict) else None
-        if text is not None:
-            self.dispatch(group, text)
-
-    async def close(self) -> None:
-        for subscriber in list(self.shards.values()):
-            await subscriber.close()
-        self.shards.clear()
-        self.groups.clear()
