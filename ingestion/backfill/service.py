@@ -249,13 +249,12 @@ def backfill_plan(
             earliest = today - timedelta(days=yahoo.INTRADAY_LOOKBACK_DAYS - 1)
             if end_d < earliest:
                 errors.setdefault("start", []).append(
-                    f"Yahoo keeps 1-minute bars for the last {yahoo.INTRADAY_LOOKBACK_DAYS} days only "
-                    f"(from {earliest}); {start_d}..{end_d} is older."
+                    f"Yahoo keeps 1-minute bars for the last 30 days only (from {earliest} here); "
+                    f"{start_d}..{end_d} is older."
                 )
             elif start_d < earliest:
                 warnings.append(
-                    f"Yahoo keeps 1-minute bars for the last {yahoo.INTRADAY_LOOKBACK_DAYS} days only; "
-                    f"start moved from {start_d} to {earliest}."
+                    f"Yahoo keeps 1-minute bars for the last 30 days only; start moved from {start_d} to {earliest}."
                 )
                 start_d = earliest
 

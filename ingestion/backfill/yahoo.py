@@ -1,9 +1,10 @@
 """Yahoo Finance price history through yfinance's ``Ticker.history``.
 
 yfinance does the HTTP (cookie, crumb, the v8 chart API) and the parsing; this module picks
-the arguments, paces the calls and turns the DataFrame into bars. Yahoo keeps 1-minute bars
-for about the last 8 days only (other intraday intervals 60 days, hourly 730 days; only 1m
-and 1d are stored here), so 1-minute ranges are clamped by the caller.
+the arguments, paces the calls and turns the DataFrame into bars. Yahoo serves 1-minute bars
+for the last 30 days, at most 8 days per request (other intraday intervals 60 days, hourly
+730 days; only 1m and 1d are stored here): 1-minute ranges are clamped by the caller to the
+last ``INTRADAY_LOOKBACK_DAYS`` exchange-local dates and fetched here in 7-day windows.
 
 The endpoint: ``rest_url`` in the provider's settings (default Yahoo's own
 ``https://query2.finance.yahoo.com``). Any other value makes every request yfinance sends to a
@@ -30,8 +31,9 @@ from .ratelimit import RateLimiter
 logger = logging.getLogger(__name__)
 
 DEFAULT_REST_URL = "https://query2.finance.yahoo.com"
-# Yahoo serves 1-minute bars for about the last 8 days, at most 8 days per request.
-INTRADAY_LOOKBACK_DAYS = 8
+# Yahoo serves 1-minute bars for the last 30 days, at most 8 days per request. 29 local dates:
+# the first one's midnight in a zone ahead of UTC (Tokyo, Kolkata) is still inside 30 days.
+INTRADAY_LOOKBACK_DAYS = 29
 INTRADAY_CHUNK_DAYS = 7
 REQUEST_TIMEOUT_S = 30
 

@@ -185,21 +185,49 @@ def test_yahoo_minute_range_is_clamped_to_what_yahoo_keeps(stub, yf, nasdaq, equ
     stub.yahoo_symbol("YOLD", tz="America/New_York", open_time=time(9, 30), close_time=time(16))
     today = datetime.now(UTC).date()
 
-    result = backfill(provider_code="YF", interval="1m", start=today - timedelta(days=30), end=today, symbols=["YOLD"])
+    result = backfill(provider_code="YF", interval="1m", start=today - timedelta(days=45), end=today, symbols=["YOLD"])
 
     assert any("start moved" in warning for warning in result["warnings"])
+    assert result["errors"] == [], result
     earliest = datetime.combine(today - timedelta(days=INTRADAY_LOOKBACK_DAYS - 1), time.min, tzinfo=NEW_YORK)
     charts = [r for r in stub.requests_to("/v8/finance/chart/YOLD") if "period1" in r.query]
     assert charts and min(int(r.query["period1"]) for r in charts) >= int(earliest.timestamp())
+    assert all(r.status == 200 for r in charts)  # the stub answers 422 past Yahoo's limits
 
-    with pytest.raises(BackfillError, match="last 8 days"):
+    with pytest.raises(BackfillError, match="last 30 days"):
         backfill(
             provider_code="YF",
             interval="1m",
-            start=today - timedelta(days=40),
-            end=today - timedelta(days=20),
+            start=today - timedelta(days=60),
+            end=today - timedelta(days=35),
             symbols=["YOLD"],
         )
+
+
+def test_yahoo_minute_backfill_reaches_back_30_days_in_7_day_windows(stub, yf, nasdaq, equity):
+    """Yahoo serves a month of 1-minute bars, 8 days per request at most: all of it is fetched."""
+    instrument = _us_instrument("YMONTH", exchange=nasdaq, equity=equity, yf=yf)
+    stub.yahoo_symbol("YMONTH", tz="America/New_York", open_time=time(9, 30), close_time=time(16))
+    days = sorted({_recent_weekday(NEW_YORK, days_back) for days_back in (24, 17, 10, 2)})
+    minutes = {}
+    for n, day in enumerate(days):
+        open_ = datetime.combine(day, time(9, 30), tzinfo=NEW_YORK)
+        for i in range(3):
+            minutes[int((open_ + timedelta(minutes=i)).timestamp())] = (10.0 + n, 11.0 + n, 9.0 + n, 10.5 + n, 100 + i)
+    stub.yahoo_minutes("YMONTH", minutes)
+    today = datetime.now(UTC).date()
+
+    result = backfill(
+        provider_code="YF", interval="1m", start=today - timedelta(days=28), end=today, symbols=["YMONTH"]
+    )
+
+    assert result["errors"] == [] and result["warnings"] == [], result
+    assert result["rows"] == len(minutes) == 3 * len(days)
+    stored = PriceHistoryIntraday.objects.filter(instrument=instrument).values_list("timestamp", flat=True)
+    assert sorted(int(ts.timestamp()) for ts in stored) == sorted(minutes)
+    charts = [r for r in stub.requests_to("/v8/finance/chart/YMONTH") if r.query.get("interval") == "1m"]
+    assert len(charts) >= 4 and all(r.status == 200 for r in charts)
+    assert all(int(r.query["period2"]) - int(r.query["period1"]) <= 8 * 86_400 for r in charts)
 
 
 def test_yahoo_rate_limit_backs_off_and_succeeds(stub, yf, nasdaq, equity):

@@ -21,6 +21,8 @@ unknown symbol a 404 with ``chart.error``.
 Dhan (v2): ``POST /v2/charts/intraday`` and ``/v2/charts/historical``, checked like the real
 API (headers ``access-token``/``client-id``, body fields, date formats, at most 90 days per
 intraday request, ``toDate`` exclusive for daily candles), answering parallel arrays.
+Yahoo's 1-minute limits are enforced too: a request spanning more than 8 days, or starting
+more than 30 days ago, gets Yahoo's 422 ``chart.error``.
 
 ``throttle(prefix, n)`` answers the next ``n`` requests whose path starts with ``prefix`` with
 HTTP 429 (Dhan's body carries ``DH-904``). ``requests`` records every request.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time as time_module
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +41,8 @@ from zoneinfo import ZoneInfo
 
 IST = ZoneInfo("Asia/Kolkata")
 DHAN_MAX_INTRADAY_DAYS = 90
+YAHOO_MINUTE_WINDOW_S = 8 * 86_400
+YAHOO_MINUTE_KEPT_S = 30 * 86_400
 
 
 @dataclass
@@ -259,6 +264,19 @@ class HistoryStub:
                     "error": {"code": "Unprocessable Entity", "description": f"Invalid interval {interval}"},
                 }
             }
+        if interval == "1m":
+            # Yahoo's own limits on 1-minute bars: at most 8 days per request, the last 30 days only.
+            if hi - lo > YAHOO_MINUTE_WINDOW_S:
+                return 422, _yahoo_error(
+                    "Unprocessable Entity",
+                    "Only 8 days worth of 1m granularity data are allowed to be fetched per request.",
+                )
+            if lo < time_module.time() - YAHOO_MINUTE_KEPT_S:
+                return 422, _yahoo_error(
+                    "Unprocessable Entity",
+                    f"1m data not available for startTime={lo} and endTime={hi}. "
+                    "The requested range must be within the last 30 days.",
+                )
         return 200, self._yahoo_answer(symbol, entry, interval, lo, hi)
 
     def _yahoo_answer(self, symbol: str, entry: YahooSymbol, interval: str, lo: int, hi: int) -> dict:
@@ -402,6 +420,10 @@ class HistoryStub:
             "volume": [r[4] for r in rows],
             "timestamp": stamps,
         }
+
+
+def _yahoo_error(code: str, description: str) -> dict:
+    return {"chart": {"result": None, "error": {"code": code, "description": description}}}
 
 
 def _dhan_error(kind: str, code: str, message: str) -> dict:
