@@ -4,6 +4,8 @@ Providers send cumulative day volume (Yahoo ``day_volume``, Dhan quote volume). 
 into bars was the seed design's inflated-volume bug; here each tick's volume is the
 difference from the previous cumulative value of that instrument. The last cumulative value
 lives in the tick store so that after a restart the first tick neither zeroes nor doubles.
+A first sighting counts only the day's first trade (trade size == cumulative); a new trading
+day counts its whole cumulative.
 """
 
 from __future__ import annotations
@@ -56,17 +58,19 @@ class VolumeNormalizer:
         cum = tick.day_volume
         previous = self.cumulative.get(iid)
         self.cumulative[iid] = cum
+        if new_session:
+            # A trading day began since the last cumulative we stored: the count restarted, and
+            # everything in it is this session's (even when it already passed yesterday's total).
+            return max(cum, 0)
         if previous is None:
-            # First sight of this instrument: the volume before it belongs to no bar of ours.
-            return 0
+            # First sight of this instrument. The day's first trade (its size is the whole
+            # cumulative) is ours to count; otherwise the volume before it belongs to no bar of ours.
+            return cum if tick.size is not None and cum == tick.size and cum > 0 else 0
         if cum >= previous:
             return cum - previous
         if previous >= WRAP_HIGH and cum < WRAP_LOW:
             # A 32-bit cumulative counter (Dhan) wrapped past 2^32: the session goes on.
             return cum + WRAP - previous
-        # The cumulative count went down: a new session started (counts restart from zero).
         # Within a session a lower value is a stale or out-of-order update: add nothing.
-        if new_session:
-            return cum
         self.cumulative[iid] = previous
         return 0

@@ -227,3 +227,37 @@ async def test_a_32_bit_cumulative_volume_that_wraps_keeps_counting(tick_store):
     await engine.process([tick(T0 + 3000, 100.2, 250)])  # wrapped: +600 to 2^32, then +250
     await engine.process([tick(T0 + 4000, 100.3, 450)])
     assert engine.aggregator.open_bars[1].volume == 400 + 600 + 250 + 200
+
+
+async def test_the_first_trade_of_the_day_counts_when_the_engine_starts_with_the_session(tick_store):
+    """The first tick's cumulative equals its trade size: that trade belongs to the first bar."""
+    engine = await make_engine(tick_store)
+    await engine.process([tick(T0 + 1000, 100.0, 50, size=50), tick(T0 + 2000, 100.5, 80, size=30)])
+    closed = await engine.close_bars(now_ms=T0 + MINUTE_MS)
+    assert [(b.ts, b.volume) for b in closed] == [(T0, 80)]
+
+
+async def test_a_first_sighting_mid_session_still_counts_only_from_there(tick_store):
+    engine = await make_engine(tick_store)
+    await engine.process([tick(T0 + 1000, 100.0, 5000, size=20), tick(T0 + 2000, 100.5, 5030, size=30)])
+    assert engine.aggregator.open_bars[1].volume == 30
+
+
+async def test_a_new_day_counts_its_whole_cumulative_even_above_yesterdays_total(tick_store):
+    """Stored cumulative from yesterday: today's first value is today's, whatever its size."""
+    first = await make_engine(tick_store, None, meta(tz="Asia/Kolkata"))
+    day1 = 1_705_290_300_000  # 2024-01-15 09:15 IST
+    await first.process([tick(day1, 100.0, 9_000), tick(day1 + 1000, 110.0, 9_500)])
+    restarted = await make_engine(tick_store, None, meta(tz="Asia/Kolkata"))
+    day2 = day1 + 86_400_000
+    await restarted.process([tick(day2, 105.0, 12_000), tick(day2 + 1000, 106.0, 12_100)])
+    assert restarted.aggregator.open_bars[1].volume == 12_100
+    assert restarted.quotes[1].volume == 12_100
+
+
+async def test_a_new_day_after_a_counter_near_2_32_is_a_new_day_not_a_wrap(tick_store):
+    engine = await make_engine(tick_store, None, meta(tz="Asia/Kolkata"))
+    day1 = 1_705_290_300_000
+    await engine.process([tick(day1, 100.0, 2**32 - 500)])
+    await engine.process([tick(day1 + 86_400_000, 101.0, 700)])
+    assert engine.aggregator.open_bars[1].volume == 700
