@@ -117,12 +117,14 @@ class ProviderManager:
 
     # --- routing ------------------------------------------------------------------------
     def is_down(self, code: str, now: float | None = None) -> bool:
-        """A provider is down once it has not been streaming for ``failover_after_s``."""
+        """A provider is down once it has not been streaming for ``failover_after_s``, or at
+        once when it is connected but degraded (every frame refused for the client's own
+        ``refused_unhealthy_s``, which is already its grace period)."""
         client = self.clients.get(code)
         if client is None:
             return True
         if client.status == FeedStatus.STREAMING:
-            return False
+            return not client.healthy
         now = time.monotonic() if now is None else now
         if client.status == FeedStatus.FAILED:
             return True
@@ -184,12 +186,35 @@ class ProviderManager:
         close_old_connections()
         return self.plan_loader(provider_codes=self.provider_codes)
 
+    def _probes(self, new: dict[int, tuple[str, Subscription]]) -> dict[str, set[int]]:
+        """Instruments a degraded provider keeps subscribed after they moved elsewhere.
+
+        A degraded feed can only prove it recovered by accepting a tick, so it keeps its
+        instruments as a probe (the engine drops its ticks while another provider serves them);
+        the first tick accepted makes it healthy and the instruments move back.
+        """
+        probes: dict[str, set[int]] = {}
+        for code, client in self.clients.items():
+            if client.status != FeedStatus.STREAMING or client.healthy:
+                continue
+            for iid, current in client.subscriptions.items():
+                if iid in new and (code, current) in self.plan.candidates.get(iid, []):
+                    probes.setdefault(code, set()).add(iid)
+        return probes
+
     async def _apply(self, new: dict[int, tuple[str, Subscription]]) -> None:
         removals: dict[str, list[int]] = {}
         additions: dict[str, list[Subscription]] = {}
+        probes = self._probes(new)
         for iid, code in self.assignment.items():
-            if iid not in new or new[iid][0] != code:
+            if (iid not in new or new[iid][0] != code) and iid not in probes.get(code, ()):
                 removals.setdefault(code, []).append(iid)
+        for code, client in self.clients.items():
+            # Probes left behind: the instrument left the plan or the provider recovered.
+            for iid in client.subscriptions:
+                mine = self.assignment.get(iid) == code or (iid in new and new[iid][0] == code)
+                if not mine and iid not in probes.get(code, ()):
+                    removals.setdefault(code, []).append(iid)
         for iid, (code, sub) in new.items():
             client = self.clients.get(code)
             current = client.subscriptions.get(iid) if client else None
@@ -216,7 +241,12 @@ class ProviderManager:
             # A row written around the services' checks: its credentials must not follow the URL.
             raise ValueError(f"provider {spec.code}: {' '.join(problems)}")
         cls = client_class(spec.kind)
-        kwargs = {"code": spec.code, "settings": spec.settings, "credentials": spec.credentials}
+        kwargs = {
+            "code": spec.code,
+            "settings": spec.settings,
+            "credentials": spec.credentials,
+            "refused_unhealthy_s": settings.FEED_REFUSED_UNHEALTHY_S,
+        }
         if spec.kind == "simulated":
             kwargs["session_check"] = _exchange_open
         return cls(**kwargs)

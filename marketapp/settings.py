@@ -329,6 +329,12 @@ WS_ALLOW_ANONYMOUS = env.bool("WS_ALLOW_ANONYMOUS", default=False)
 
 # --- Market data --------------------------------------------------------------------------------
 FAILOVER_AFTER_S = env.float("FAILOVER_AFTER_S", default=30.0)
+# Feed health and Dhan tokens (ingestion/providers/base.py, ingestion/dhan_tokens.py): a connected
+# feed refusing every frame this long is degraded (its instruments fail over); a Dhan access token
+# is renewed once less than DHAN_TOKEN_RENEW_BEFORE_S remains, checked every DHAN_TOKEN_CHECK_S.
+FEED_REFUSED_UNHEALTHY_S = env.float("FEED_REFUSED_UNHEALTHY_S", default=30.0)
+DHAN_TOKEN_RENEW_BEFORE_S = env.float("DHAN_TOKEN_RENEW_BEFORE_S", default=3600.0)
+DHAN_TOKEN_CHECK_S = env.float("DHAN_TOKEN_CHECK_S", default=300.0)
 PERSIST_INTERVAL_S = env.float("PERSIST_INTERVAL_S", default=5.0)
 # How often the embedded mode (`runmarket`) rolls closed sessions up into daily bars; the stack
 # mode does it from Celery beat (setup_periodic_tasks).

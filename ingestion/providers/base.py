@@ -23,6 +23,8 @@ from ingestion.ticks import Tick
 logger = logging.getLogger(__name__)
 
 MALFORMED_LOG_EVERY_S = 60.0
+# A connected feed whose every frame is refused for this long is unhealthy (FEED_REFUSED_UNHEALTHY_S).
+DEFAULT_REFUSED_UNHEALTHY_S = 30.0
 
 
 class FeedStatus(enum.StrEnum):
@@ -31,6 +33,7 @@ class FeedStatus(enum.StrEnum):
     IDLE = "idle"
     CONNECTING = "connecting"
     STREAMING = "streaming"
+    DEGRADED = "degraded"  # connected, but every frame for a while was refused (reported, never set)
     BACKING_OFF = "backing_off"
     FAILED = "failed"
     STOPPED = "stopped"
@@ -56,6 +59,7 @@ class FeedStats:
     ticks: int = 0
     malformed: int = 0
     unknown: int = 0  # frames for instruments not subscribed
+    refused: int = 0  # frames that arrived but yielded no tick (malformed, no valid price)
     reconnects: int = 0
     last_tick_at: float | None = None
     connected_at: float | None = None
@@ -100,8 +104,10 @@ class FeedClient(ABC):
         settings: dict | None = None,
         credentials: dict | None = None,
         queue_size: int = 10_000,
+        refused_unhealthy_s: float = DEFAULT_REFUSED_UNHEALTHY_S,
     ) -> None:
         self.code = code
+        self.refused_unhealthy_s = refused_unhealthy_s
         self.settings = dict(settings or {})
         self.credentials = dict(credentials or {})
         self.subscriptions: dict[int, Subscription] = {}
@@ -112,6 +118,11 @@ class FeedClient(ABC):
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._malformed_logged: dict[str, float] = {}
+        # The current run of refused frames with no tick accepted: when it began, its last frame.
+        self._refused_since: float | None = None
+        self._last_refused_at = 0.0
+        self._last_refused_reason = ""
+        self._degraded_logged = False
 
     # --- life cycle ---------------------------------------------------------------------
     async def connect(self) -> None:
@@ -134,6 +145,7 @@ class FeedClient(ABC):
                 if current is not None and current.cancelling():
                     raise
             self._task = None
+        self._refused_since = None
         self.set_status(FeedStatus.STOPPED)
 
     async def _guarded_run(self) -> None:
@@ -177,6 +189,11 @@ class FeedClient(ABC):
         """Queue a tick for the engine; waits (back-pressure) when the queue is full."""
         self.stats.ticks += 1
         self.stats.last_tick_at = time.time()
+        if self._refused_since is not None:
+            self._refused_since = None
+            if self._degraded_logged:
+                self._degraded_logged = False
+                logger.warning("feed %s: ticks accepted again; healthy", self.code)
         await self._queue.put(tick)
 
     async def ticks(self) -> AsyncIterator[Tick]:
@@ -217,6 +234,7 @@ class FeedClient(ABC):
         packet kind on every tick cannot flood the log.
         """
         self.stats.malformed += 1
+        self.note_refused(reason)
         now = time.monotonic()
         key = reason.split(":", 1)[0][:60]
         if now - self._malformed_logged.get(key, -MALFORMED_LOG_EVERY_S) >= MALFORMED_LOG_EVERY_S:
@@ -229,16 +247,60 @@ class FeedClient(ABC):
                 self.stats.malformed,
             )
 
+    def note_refused(self, reason: str) -> None:
+        """Count a frame that arrived but yielded no tick (malformed, or no valid price).
+
+        Frames that carry no tick by design (a previous close, a market status) are not
+        refused; only an accepted tick ends the run of refusals (``degraded_reason``).
+        """
+        now = time.monotonic()
+        self.stats.refused += 1
+        if self._refused_since is None:
+            self._refused_since = now
+        self._last_refused_at = now
+        self._last_refused_reason = reason[:80]
+
+    def degraded_reason(self, now: float | None = None) -> str:
+        """Why a connected feed is unhealthy, or "" when it is not.
+
+        Unhealthy: frames kept arriving for ``refused_unhealthy_s`` and every one was refused.
+        A feed that receives nothing at all (a quiet market, a closed session) is healthy; so
+        is one whose refused frames stopped arriving for ``refused_unhealthy_s``.
+        """
+        since = self._refused_since
+        if self.status != FeedStatus.STREAMING or since is None:
+            return ""
+        now = time.monotonic() if now is None else now
+        window = self.refused_unhealthy_s
+        if now - since < window or now - self._last_refused_at >= window:
+            return ""
+        reason = (
+            f"all frames refused for {now - since:.0f}s (no tick accepted; last refused: {self._last_refused_reason})"
+        )
+        if not self._degraded_logged:
+            self._degraded_logged = True
+            logger.error("feed %s degraded: %s", self.code, reason)
+        return reason
+
+    @property
+    def effective_status(self) -> FeedStatus:
+        """``status``, except ``degraded`` while connected but refusing every frame."""
+        return FeedStatus.DEGRADED if self.degraded_reason() else self.status
+
     @property
     def healthy(self) -> bool:
-        return self.status == FeedStatus.STREAMING
+        """Connected and either accepting ticks or quiet (see ``degraded_reason``)."""
+        return self.status == FeedStatus.STREAMING and not self.degraded_reason()
 
     def status_dict(self) -> dict:
         """A JSON-ready summary of this client's state."""
+        degraded = self.degraded_reason()
         return {
             "code": self.code,
             "kind": self.kind,
-            "status": str(self.status),
+            "status": str(FeedStatus.DEGRADED if degraded else self.status),
+            "degraded_reason": degraded,
+            "frames_refused": self.stats.refused,
             "last_error": self.last_error,
             "subscriptions": len(self.subscriptions),
             "ticks": self.stats.ticks,

@@ -90,15 +90,8 @@ class DhanFeedClient(FeedClient):
 
     kind = "dhan"
 
-    def __init__(
-        self,
-        *,
-        code: str,
-        settings: dict | None = None,
-        credentials: dict | None = None,
-        queue_size: int = 10_000,
-    ) -> None:
-        super().__init__(code=code, settings=settings, credentials=credentials, queue_size=queue_size)
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.mode = str(self.settings.get("mode") or "quote").lower()
         self.prev_closes: dict[int, float] = {}
         self.open_interest: dict[int, int] = {}
@@ -308,6 +301,7 @@ class DhanFeedClient(FeedClient):
         price = packet.ltp
         if not price or not math.isfinite(price) or price <= 0:  # no trade yet, or not a number
             self.packet_counts["no_price"] += 1
+            self.note_refused(f"{packet.kind} packet without a valid price")
             return None
         ltt = packet.ltt or 0
         ts = (ltt - self._ltt_offset_s) * 1000 if ltt > 0 else int(time.time() * 1000)
