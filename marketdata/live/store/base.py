@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from marketdata.live.types import Bar, Quote, Tick
@@ -11,6 +12,20 @@ from marketdata.live.types import Bar, Quote, Tick
 # before this; the window is for readers and recovery, not the only copy).
 TICK_RETENTION_MS = 60 * 60 * 1000
 BAR_RETENTION_MS = 3 * 24 * 60 * 60 * 1000
+# The per-instrument quote history that lets a reconnecting ``/ws`` client resume
+# (``LIVE_RESUME_HISTORY_LEN`` quotes, none older than ``LIVE_RESUME_HISTORY_AGE_S``).
+HISTORY_LEN = 500
+HISTORY_AGE_S = 300.0
+
+
+def history_limits() -> tuple[int, float]:
+    """``(length, age in seconds)`` of the quote history, from settings."""
+    from django.conf import settings
+
+    return (
+        int(getattr(settings, "LIVE_RESUME_HISTORY_LEN", HISTORY_LEN)),
+        float(getattr(settings, "LIVE_RESUME_HISTORY_AGE_S", HISTORY_AGE_S)),
+    )
 
 
 @dataclass
@@ -44,6 +59,48 @@ class PersistEntry:
     bar: Bar
 
 
+@dataclass(frozen=True)
+class QuoteResume:
+    """What a client whose last seen ``seq`` of an instrument was ``since`` missed.
+
+    ``missed`` holds the quotes ``since + 1`` .. ``latest.seq`` in order (empty when nothing
+    was missed), or is None when the history does not cover the gap: it was trimmed (length,
+    age), or ``since`` is ahead of the latest seq (the engine lost its state and started over).
+    ``latest`` is the current quote, the snapshot a client that cannot resume gets.
+    """
+
+    latest: Quote | None
+    missed: list[Quote] | None
+
+    @property
+    def recovered(self) -> bool:
+        return self.missed is not None
+
+
+def resume_of(since: int, latest: Quote | None, newest_first: Iterable[Quote]) -> QuoteResume:
+    """The ``QuoteResume`` of ``since``, from the stored quotes newest first (both stores use it).
+
+    Recovered only when the history holds every seq from ``since + 1`` up to the latest one.
+    """
+    want = latest.seq if latest is not None else 0
+    if since > want:
+        return QuoteResume(latest, None)
+    missed: list[Quote] = []
+    for quote in newest_first:
+        if want == since:
+            break
+        if quote.seq > want:
+            continue
+        if quote.seq != want:
+            return QuoteResume(latest, None)
+        missed.append(quote)
+        want -= 1
+    if want != since:
+        return QuoteResume(latest, None)
+    missed.reverse()
+    return QuoteResume(latest, missed)
+
+
 class TickStore(ABC):
     """Latest quotes, recent ticks and bars, and the persist stream of closed bars."""
 
@@ -58,6 +115,14 @@ class TickStore(ABC):
     @abstractmethod
     async def latest_quotes(self, instrument_ids: list[int]) -> dict[int, Quote]:
         """The latest quote of each instrument that has one."""
+
+    @abstractmethod
+    async def quotes_since(self, since: dict[int, int]) -> dict[int, QuoteResume]:
+        """Per instrument id, the quotes after the client's last seen seq (``since``), if still held.
+
+        Every quote write also appends the quote to its instrument's bounded history, in the
+        same atomic step, so a reader sees either both or neither.
+        """
 
     @abstractmethod
     async def recent_bars(self, instrument_id: int, start_ms: int, end_ms: int) -> list[Bar]:

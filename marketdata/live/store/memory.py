@@ -1,8 +1,9 @@
 """The in-process tick store of the embedded mode (one process, no Redis).
 
-Same behaviour as the Redis store, bounded: ticks and recent bars are trimmed by age, and
-the persist queue is capped (when the saver stops for long, the oldest unsaved bars are
-dropped and counted in ``dropped``, loudly, instead of growing without bound).
+Same behaviour as the Redis store, bounded: ticks and recent bars are trimmed by age, each
+instrument's quote history (for ``/ws`` resume) by length and age, and the persist queue is
+capped (when the saver stops for long, the oldest unsaved bars are dropped and counted in
+``dropped``, loudly, instead of growing without bound).
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from dataclasses import replace
 
 from marketdata.live.types import Bar, Quote, Tick
 
-from .base import BAR_RETENTION_MS, TICK_RETENTION_MS, PersistEntry, StoreBatch, TickStore, TickStoreState
+from .base import (
+    BAR_RETENTION_MS,
+    TICK_RETENTION_MS,
+    PersistEntry,
+    QuoteResume,
+    StoreBatch,
+    TickStore,
+    TickStoreState,
+    history_limits,
+    resume_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +37,19 @@ PERSIST_CAP = 500_000
 class MemoryTickStore(TickStore):
     """Dicts and deques behind the tick store interface."""
 
-    def __init__(self, persist_cap: int = PERSIST_CAP) -> None:
+    def __init__(
+        self,
+        persist_cap: int = PERSIST_CAP,
+        *,
+        history_len: int | None = None,
+        history_age_s: float | None = None,
+    ) -> None:
+        default_len, default_age_s = history_limits()
+        self.history_len = default_len if history_len is None else history_len
+        self.history_age_s = default_age_s if history_age_s is None else history_age_s
         self.quotes: dict[int, Quote] = {}
+        # instrument id -> (written at, wall-clock ms; quote), oldest first
+        self.history: dict[int, deque[tuple[int, Quote]]] = {}
         self.open_bars: dict[int, Bar] = {}
         self.cumulative: dict[int, int] = {}
         self.ticks: dict[int, deque[Tick]] = {}
@@ -42,8 +64,14 @@ class MemoryTickStore(TickStore):
     async def write(self, batch: StoreBatch) -> None:
         # Windows are measured in data time (the newest item). Copies: the engine keeps
         # mutating its own objects, a store must hold snapshots.
+        now_ms = int(time.time() * 1000)
         for q in batch.quotes:
-            self.quotes[q.instrument_id] = replace(q)
+            q = self.quotes[q.instrument_id] = replace(q)
+            if self.history_len > 0:
+                history = self.history.get(q.instrument_id)
+                if history is None:
+                    history = self.history[q.instrument_id] = deque(maxlen=self.history_len)
+                history.append((now_ms, q))
         self.cumulative.update(batch.cumulative)
         for bar in batch.closed_bars:
             self.open_bars.pop(bar.instrument_id, None)
@@ -78,6 +106,15 @@ class MemoryTickStore(TickStore):
 
     async def latest_quotes(self, instrument_ids: list[int]) -> dict[int, Quote]:
         return {i: self.quotes[i] for i in instrument_ids if i in self.quotes}
+
+    async def quotes_since(self, since: dict[int, int]) -> dict[int, QuoteResume]:
+        oldest_ms = int(time.time() * 1000) - int(self.history_age_s * 1000)
+        out = {}
+        for instrument_id, last_seen in since.items():
+            history = self.history.get(instrument_id, ())
+            newest_first = (q for at, q in reversed(history) if at >= oldest_ms)
+            out[instrument_id] = resume_of(last_seen, self.quotes.get(instrument_id), newest_first)
+        return out
 
     async def recent_bars(self, instrument_id: int, start_ms: int, end_ms: int) -> list[Bar]:
         by_ts = {ts: b for ts, b in self.bars.get(instrument_id, {}).items() if start_ms <= ts < end_ms}

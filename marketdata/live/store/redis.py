@@ -9,6 +9,10 @@ Keys are named by instrument id, never by symbol (symbols carry ``&``, ``^``, ``
 - ``md:b:{id}``      sorted set of recent closed 1m bars scored by open time, trimmed by age
 - ``md:persist``     stream of closed bars for the saver (consumer group ``savers``);
                      entries leave it only once acknowledged after the database commit
+- ``md:h:{id}``      stream of the instrument's recent quotes (fields ``s`` seq, ``q`` the
+                     ``md:q`` JSON), for ``/ws`` resume: capped at ``LIVE_RESUME_HISTORY_LEN``
+                     entries, trimmed to ``LIVE_RESUME_HISTORY_AGE_S`` (entry ids are Redis'
+                     clock) and expiring that long after the instrument's last quote
 """
 
 from __future__ import annotations
@@ -19,7 +23,17 @@ from redis.exceptions import ResponseError
 
 from marketdata.live.types import Bar, Quote, Tick
 
-from .base import BAR_RETENTION_MS, TICK_RETENTION_MS, PersistEntry, StoreBatch, TickStore, TickStoreState
+from .base import (
+    BAR_RETENTION_MS,
+    TICK_RETENTION_MS,
+    PersistEntry,
+    QuoteResume,
+    StoreBatch,
+    TickStore,
+    TickStoreState,
+    history_limits,
+    resume_of,
+)
 
 QUOTES = "md:q"
 OPEN_BARS = "md:ob"
@@ -36,6 +50,14 @@ def bars_key(instrument_id: int) -> str:
     return f"md:b:{instrument_id}"
 
 
+def history_key(instrument_id: int) -> str:
+    return f"md:h:{instrument_id}"
+
+
+# Instruments per history read: one script call holds Redis for at most this many histories.
+HISTORY_READ_CHUNK = 16
+
+
 # Applies one ``StoreBatch`` (as built by ``_write_document``); a script runs atomically, like
 # the MULTI/EXEC it replaces. Numbers that Redis stores as text arrive as strings, so they are
 # stored exactly as redis-py would have written them (Lua would reformat floats).
@@ -46,7 +68,20 @@ local function hset(key, flat)
     redis.call('HSET', key, unpack(flat, i, math.min(i + 999, #flat)))
   end
 end
-if #d.q > 0 then hset('md:q', d.q) end
+if #d.q > 0 then
+  hset('md:q', d.q)
+  if d.hl > 0 then
+    -- The resume history: the same quote JSON, appended in the same atomic step.
+    local now = redis.call('TIME')
+    local minid = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000) - d.ha)
+    for i = 1, #d.q, 2 do
+      local key = 'md:h:' .. d.q[i]
+      redis.call('XADD', key, 'MAXLEN', d.hl, '*', 's', d.qs[(i + 1) / 2], 'q', d.q[i + 1])
+      redis.call('XTRIM', key, 'MINID', minid)
+      redis.call('PEXPIRE', key, d.ha)
+    end
+  end
+end
 if #d.cv > 0 then hset('md:cv', d.cv) end
 for i = 1, #d.gone, 1000 do
   redis.call('HDEL', 'md:ob', unpack(d.gone, i, math.min(i + 999, #d.gone)))
@@ -68,6 +103,29 @@ for _, t in ipairs(d.t) do
   end
 end
 return 1
+"""
+
+
+# The resume read: per instrument, its latest quote and its history entries with a seq above
+# the client's, newest first (the walk stops at the first one not above it), none older than
+# the age bound. ARGV = age ms, history length, then instrument id, last seen seq, ...
+HISTORY_SCRIPT = """
+local now = redis.call('TIME')
+local minid = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000) - ARGV[1])
+local out = {}
+for i = 3, #ARGV, 2 do
+  local since = tonumber(ARGV[i + 1])
+  local missed = {}
+  local entries = redis.call('XREVRANGE', 'md:h:' .. ARGV[i], '+', minid, 'COUNT', ARGV[2])
+  for _, e in ipairs(entries) do
+    local f = e[2]
+    if tonumber(f[2]) <= since then break end
+    missed[#missed + 1] = f[4]
+  end
+  out[#out + 1] = redis.call('HGET', 'md:q', ARGV[i])
+  out[#out + 1] = missed
+end
+return out
 """
 
 
@@ -117,7 +175,7 @@ def _as_dict(item: Bar | Quote) -> dict:
     return {name: getattr(item, name) for name in item.__slots__}
 
 
-def _write_document(batch: StoreBatch) -> dict:
+def _write_document(batch: StoreBatch, history_len: int = 0, history_age_ms: int = 0) -> dict:
     """The script's argument: the batch with its Redis values already encoded."""
     gone: list[int] = []
     closed: list[list] = []
@@ -128,8 +186,10 @@ def _write_document(batch: StoreBatch) -> dict:
             data = orjson.dumps(_as_dict(bar)).decode()
             closed.append([bar.instrument_id, str(bar.ts), data, str(bar.ts - BAR_RETENTION_MS)])
     quotes: list = []
+    seqs: list[str] = []
     for q in batch.quotes:
         quotes += (q.instrument_id, orjson.dumps(_as_dict(q)).decode())
+        seqs.append(str(q.seq))
     open_bars: list = []
     for b in batch.open_bars:
         open_bars += (b.instrument_id, orjson.dumps(_as_dict(b)).decode())
@@ -152,14 +212,35 @@ def _write_document(batch: StoreBatch) -> dict:
         if t.day_volume is not None:
             entry += ("v", str(t.day_volume))
         ticks.append(entry)
-    return {"q": quotes, "cv": cumulative, "gone": gone, "cb": closed, "ob": open_bars, "t": ticks}
+    return {
+        "q": quotes,
+        "qs": seqs,
+        "hl": history_len,
+        "ha": history_age_ms,
+        "cv": cumulative,
+        "gone": gone,
+        "cb": closed,
+        "ob": open_bars,
+        "t": ticks,
+    }
 
 
 class RedisTickStore(TickStore):
     """Tick store on Redis; every engine step is one atomic script call (one round trip)."""
 
-    def __init__(self, url: str, *, client: aioredis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: aioredis.Redis | None = None,
+        history_len: int | None = None,
+        history_age_s: float | None = None,
+    ) -> None:
         self.url = url
+        default_len, default_age_s = history_limits()
+        self.history_len = max(0, default_len if history_len is None else history_len)
+        # at least a millisecond: PEXPIRE 0 would delete the history as it is written
+        self.history_age_ms = max(1, int(1000 * (default_age_s if history_age_s is None else history_age_s)))
         self.redis = client or aioredis.Redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=15, retry_on_timeout=True
         )
@@ -167,6 +248,7 @@ class RedisTickStore(TickStore):
         self._write_script = self.redis.register_script(WRITE_SCRIPT)
         self._take_script = self.redis.register_script(TAKE_SCRIPT)
         self._ack_script = self.redis.register_script(ACK_SCRIPT)
+        self._history_script = self.redis.register_script(HISTORY_SCRIPT)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -179,7 +261,8 @@ class RedisTickStore(TickStore):
         # tick: redis-py packs and parses every pipelined command (and its QUEUED reply) in
         # Python, which cost more than the rest of the engine; here the client sends one JSON
         # document and reads one reply, and Redis runs the same commands on its side.
-        await self._write_script(args=[orjson.dumps(_write_document(batch))])
+        document = _write_document(batch, self.history_len, self.history_age_ms)
+        await self._write_script(args=[orjson.dumps(document)])
 
     async def load_state(self) -> TickStoreState:
         quotes, bars, cum = await self._hgetall_many(QUOTES, OPEN_BARS, CUMULATIVE)
@@ -201,6 +284,23 @@ class RedisTickStore(TickStore):
             return {}
         values = await self.redis.hmget(QUOTES, instrument_ids)
         return {i: Quote.from_dict(orjson.loads(v)) for i, v in zip(instrument_ids, values, strict=True) if v}
+
+    async def quotes_since(self, since: dict[int, int]) -> dict[int, QuoteResume]:
+        items = list(since.items())
+        out = {}
+        for start in range(0, len(items), HISTORY_READ_CHUNK):
+            chunk = items[start : start + HISTORY_READ_CHUNK]
+            args: list = [self.history_age_ms, max(1, self.history_len)]
+            for instrument_id, last_seen in chunk:
+                args += (instrument_id, last_seen)
+            reply = await self._history_script(args=args)
+            for (instrument_id, last_seen), latest, missed in zip(chunk, reply[0::2], reply[1::2], strict=True):
+                out[instrument_id] = resume_of(
+                    last_seen,
+                    Quote.from_dict(orjson.loads(latest)) if latest else None,
+                    (Quote.from_dict(orjson.loads(raw)) for raw in missed),
+                )
+        return out
 
     async def recent_bars(self, instrument_id: int, start_ms: int, end_ms: int) -> list[Bar]:
         pipe = self.redis.pipeline(transaction=False)
