@@ -214,7 +214,8 @@ class ProviderAdmin(PersistenceLagMixin, AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="stream")
     def stream_state(self, obj: Provider) -> str:
-        return self._stream(obj)["state"]
+        status = self._stream(obj)
+        return f"{status['state']} (degraded)" if status["degraded_reason"] else status["state"]
 
     @admin.display(description="worker")
     def stream_worker(self, obj: Provider) -> str:
@@ -233,7 +234,7 @@ class ProviderAdmin(PersistenceLagMixin, AuditedAdminMixin, admin.ModelAdmin):
     @admin.display(description="last error")
     def stream_last_error(self, obj: Provider) -> str:
         status = self._stream(obj)
-        error = status["error"] or status["last_error"]
+        error = status["error"] or status["degraded_reason"] or status["last_error"]
         return format_html('<span title="{}">{}</span>', error, Truncator(error).chars(60)) if error else "-"
 
     @admin.display(description="stream")

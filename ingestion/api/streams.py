@@ -31,6 +31,12 @@ class StreamStatusSerializer(serializers.Serializer):
     last_tick_at = serializers.DateTimeField(allow_null=True)
     ticks_per_second = serializers.FloatField(allow_null=True, help_text="Over the last minute.")
     ticks = serializers.IntegerField(allow_null=True, help_text="Ticks taken since the stream started.")
+    healthy = serializers.BooleanField(
+        allow_null=True, help_text="The feed streams and is not degraded (null when not running)."
+    )
+    degraded_reason = serializers.CharField(
+        allow_blank=True, help_text="Why a connected feed is degraded, e.g. 'all frames refused for 30s'."
+    )
     stopped_at = serializers.DateTimeField(allow_null=True)
     stop_reason = serializers.CharField(allow_blank=True)
     last_error = serializers.CharField(allow_blank=True)

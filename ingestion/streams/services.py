@@ -106,6 +106,7 @@ def _parse_status(code: str, raw: dict[str, str], holder: str | None, starting: 
         clients = json.loads(raw.get("clients") or "[]") if mine else []
     except ValueError:
         clients = []
+    degraded = next((c.get("degraded_reason") for c in clients if c.get("degraded_reason")), "")
     return {
         "provider": code,
         "state": state,
@@ -118,6 +119,8 @@ def _parse_status(code: str, raw: dict[str, str], holder: str | None, starting: 
         "last_tick_at": moment("last_tick_ms", 1000.0) if mine else None,
         "ticks_per_second": number("ticks_per_second") if mine else None,
         "ticks": number("ticks", int) if mine else None,
+        "healthy": raw.get("healthy") == "1" if mine else None,
+        "degraded_reason": degraded,
         "stopped_at": moment("stopped_at") if not running else None,
         "stop_reason": (raw.get("stop_reason") or "") if not running else "",
         "last_error": raw.get("last_error") or "",

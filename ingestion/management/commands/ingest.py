@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ingestion.diagnostics import stream_diagnosis
 from ingestion.models import Provider
 from ingestion.runtime import MarketRuntime, run_until_signalled
+from ingestion.streams.reporter import RuntimeStatusReporter
 
 
 class Command(BaseCommand):
@@ -25,6 +28,12 @@ class Command(BaseCommand):
             missing = sorted(set(providers) - known)
             if missing:
                 raise CommandError(f"Unknown provider code(s): {', '.join(missing)}")
+        for line in stream_diagnosis(provider_codes=providers):
+            self.stderr.write(f"Not streaming: {line}")
         runtime = MarketRuntime(provider_codes=providers, with_saver=with_saver, refresh_s=refresh)
         self.stdout.write(f"Streaming ({', '.join(providers) if providers else 'all active providers'}); Ctrl-C stops.")
-        asyncio.run(run_until_signalled(runtime))
+        if settings.REDIS_URL:
+            # The same status records as a Celery stream, so the admin and the API see this one.
+            asyncio.run(RuntimeStatusReporter(runtime).serve())
+        else:
+            asyncio.run(run_until_signalled(runtime))
