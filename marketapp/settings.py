@@ -246,6 +246,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.IsAdminRoleOrReadOnly"],
     "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
+    # A JSON body must be an object: null, an array, a string or a number is a 400 (core/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "core.api.parsers.JSONObjectParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "marketapp.renderers.BrowsableAPIRenderer",  # DRF's, with inline styles allowed by its CSP
@@ -302,6 +308,9 @@ WS_SYMBOL_CACHE_TTL_S = env.float("WS_SYMBOL_CACHE_TTL_S", default=30)
 WS_MAX_NAMES_PER_FRAME = env.int("WS_MAX_NAMES_PER_FRAME", default=100)
 # How often open sockets re-check their users (deactivated, rejected, tokens revoked).
 WS_AUTH_RECHECK_S = env.float("WS_AUTH_RECHECK_S", default=2)
+# /ws resume: each instrument's last quotes kept for reconnecting clients (0 turns resume off).
+LIVE_RESUME_HISTORY_LEN = env.int("LIVE_RESUME_HISTORY_LEN", default=500)
+LIVE_RESUME_HISTORY_AGE_S = env.float("LIVE_RESUME_HISTORY_AGE_S", default=300)
 
 # --- sign-in limits (see docs/SECURITY.md) -------------------------------------------------------
 # Failed logins per email (from any address) before that email answers 429 until the window ends.
@@ -388,6 +397,14 @@ STREAM_REFRESH_S = env.float("STREAM_REFRESH_S", default=10.0)
 STREAM_WATCHDOG_INTERVAL_S = env.int("STREAM_WATCHDOG_INTERVAL_S", default=15)
 STREAM_START_DEDUPE_S = env.int("STREAM_START_DEDUPE_S", default=30)
 STREAM_REDIS_TIMEOUT_S = env.float("STREAM_REDIS_TIMEOUT_S", default=1.0)
+
+# --- Prometheus metrics (/metrics; marketapp/metrics.py) -----------------------------------------
+# Open to these client addresses (IPs or CIDRs, the address as TRUSTED_PROXIES resolves it) ...
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1"])
+# ... or to a request with "Authorization: Bearer <METRICS_TOKEN>" (empty: no token is accepted).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Stack mode: how often each process publishes its figures to Redis for /metrics to export.
+METRICS_SNAPSHOT_INTERVAL_S = env.float("METRICS_SNAPSHOT_INTERVAL_S", default=5.0)
 
 # --- Security (production) -----------------------------------------------------------------------
 # Addresses of the reverse proxies in front of the server (comma-separated); empty = none, so

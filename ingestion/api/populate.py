@@ -12,11 +12,12 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.parsers import JSONObjectParser
 from core.api.permissions import IsAdminRole
 from core.api.schema import error_responses
 from core.api.serializers import StrictFieldsMixin
@@ -161,7 +162,7 @@ class PopulateInstrumentsView(APIView):
     """Queue an instrument import from an uploaded file or a URL."""
 
     permission_classes = [IsAdminRole]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, JSONObjectParser]
 
     @extend_schema(
         summary="Queue an instrument import: Dhan scrip master or plain CSV, uploaded or by URL (admin)",
