@@ -32,6 +32,7 @@ from django.conf import settings
 from marketdata.live.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
 from marketdata.live.outbox import Outbox
 from marketdata.live.protocol import bar_group, encode, quote_group, quote_payload
+from marketdata.live.store import QuoteResume
 from marketdata.seed_frames import error_text as seed_error_text
 from marketdata.seed_frames import is_seed_message
 from marketdata.ws_auth import CLOSE_AUTH, ConnectionAuth, auth_error_text
@@ -53,6 +54,7 @@ from marketdata.ws_protocol import (
     error_text,
     message,
     parse_channel,
+    resume_since,
 )
 from marketdata.ws_seed import SeedSession
 
@@ -274,7 +276,8 @@ class MarketDataConsumer(ConnectionAuth):
     async def handle(self, data: dict) -> None:
         kind = data.get("message_type")
         if kind == "subscribe":
-            await self.subscribe(channel_names(data, self.limits.max_names_per_frame))
+            names = channel_names(data, self.limits.max_names_per_frame)
+            await self.subscribe(names, resume_since(data, names, self.limits.max_names_per_frame))
         elif kind == "unsubscribe":
             await self.unsubscribe(channel_names(data, self.limits.max_names_per_frame))
         elif kind == "ping":
@@ -320,10 +323,12 @@ class MarketDataConsumer(ConnectionAuth):
             out.append((name, group, result))
         return out
 
-    async def subscribe(self, names: list[str]) -> None:
+    async def subscribe(self, names: list[str], since: dict[str, int] | None = None) -> None:
+        """Join each channel: ``info``, then a snapshot, or with ``since`` what the client missed (``_resume``)."""
         hub, outbox = self.hub, self.outbox
         snapshots: dict[str, LiveInstrument] = {}
         for name, group, instrument in await self._resolve(names):
+        resumes: dict[str, tuple[str, LiveInstrument, int]] = {}  # group -> (name, instrument, since)
             if group is None or self.closed:
                 continue
             new = group not in self.groups
@@ -334,16 +339,23 @@ class MarketDataConsumer(ConnectionAuth):
                     name,
                 )
                 continue
-            if group.startswith("quote."):
+            if since and name in since and group.startswith("quote."):
+                outbox.begin_resume(group)
+                resumes[group] = (name, instrument, since[name])
+                snapshots.pop(group, None)
+            elif group.startswith("quote."):
                 outbox.expect_snapshot(group)
                 snapshots[group] = instrument
             if new:
+                resumes.pop(group, None)
                 try:
                     await hub.join(group, outbox)
                 except Exception:
                     logger.exception("joining channel-layer group %s failed", group)
                     snapshots.pop(group, None)
                     self.error("unavailable", f"Live data for {name} is unavailable right now; try again.", name)
+                    if resumes.pop(group, None) is not None:
+                        outbox.discard(group)
                     continue
                 if self.closed:  # released while we were joining
                     hub.leave(group, outbox)
@@ -356,6 +368,55 @@ class MarketDataConsumer(ConnectionAuth):
         if snapshots:
             await self._send_snapshots(snapshots)
 
+        if resumes:
+            await self._resume(resumes)
+
+    async def _resume(self, resumes: dict[str, tuple[str, LiveInstrument, int]]) -> None:
+        """Per resumed channel: a ``resumed`` reply, then the missed updates in order, or a snapshot.
+
+        The live updates that came in since the join were held by the outbox; it sends those
+        newer than the replay after it, so there is neither a gap nor a duplicate.
+        """
+        by_id = {
+            instrument.instrument_id: (group, name, instrument, seq)
+            for group, (name, instrument, seq) in resumes.items()
+        }
+        try:
+            found: dict[int, QuoteResume] = await self.hub.quotes_since({i: seq for i, (*_, seq) in by_id.items()})
+        except Exception:
+            logger.warning("reading quote histories from the tick store failed", exc_info=True)
+            found = {}
+        room = self.outbox.replay_room()
+        for instrument_id, (group, name, instrument, seq) in by_id.items():
+            if self.closed:
+                return
+            if group not in self.groups:
+                continue  # left while the history was read
+            resume = found.get(instrument_id)
+            latest = resume.latest if resume is not None else None
+            symbol, exchange = instrument.symbol, instrument.exchange
+            if resume is not None and resume.recovered and len(resume.missed) <= room:
+                room -= len(resume.missed)
+                texts = [encode(quote_payload(quote, symbol, exchange)) for quote in resume.missed]
+                last_seq, recovered = seq, True
+                if resume.missed:
+                    last_seq = resume.missed[-1].seq
+            else:
+                texts = []
+                if latest is not None:
+                    texts.append(encode({**quote_payload(latest, symbol, exchange, "snapshot"), "recovered": False}))
+                last_seq, recovered = (latest.seq if latest is not None else -1), False
+            gapless = self.outbox.end_resume(group, texts, last_seq)
+            self.reply(
+                message(
+                    "resumed",
+                    channel=name,
+                    recovered=recovered and gapless,
+                    replayed=len(texts) if recovered else 0,
+                    seq=latest.seq if latest is not None else None,
+                )
+            )
+            await asyncio.sleep(0)  # encoding a long replay: let the other connections run between channels
     async def _send_snapshots(self, snapshots: dict[str, LiveInstrument]) -> None:
         by_id = {instrument.instrument_id: (group, instrument) for group, instrument in snapshots.items()}
         try:

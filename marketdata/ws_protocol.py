@@ -24,6 +24,7 @@ import orjson
 from django.conf import settings
 
 MAX_CHANNEL_CHARS = 100
+MAX_SEQ = 2**53 - 1  # what a JavaScript client can hold exactly
 _INTERVAL = re.compile(r"\d+[smhdwSMHDW]")
 PONG = '{"message_type":"pong"}'
 
@@ -158,3 +159,35 @@ def channel_names(data: dict, max_names: int | None = None) -> list[str]:
     if not names:
         raise ProtocolError("missing_channel", "No channel given.")
     return list(dict.fromkeys(names))
+
+
+def resume_since(data: dict, names: list[str], max_names: int | None = None) -> dict[str, int] | None:
+    """The ``since`` of a subscribe frame: channel (one of ``names``) -> last ``seq`` seen; None without one.
+
+    Only quote channels resume: bar channels carry no ``seq``.
+    """
+    if "since" not in data:
+        return None
+    value = data["since"]
+    if not isinstance(value, dict):
+        raise ProtocolError("invalid_since", "'since' must be an object: channel -> last seq seen.")
+    if max_names is not None and len(value) > max_names:
+        raise ProtocolError("too_many_names", f"At most {max_names} channels in one message.")
+    wanted = set(names)
+    since: dict[str, int] = {}
+    for name, seq in value.items():
+        channel = name.strip()
+        if channel not in wanted:
+            raise ProtocolError(
+                "invalid_since", f"'since' names {channel[:MAX_CHANNEL_CHARS]!r}, not a channel of this frame."
+            )
+        try:
+            bars = parse_channel(channel)[1]
+        except ProtocolError:
+            continue  # the subscription itself answers for a bad channel
+        if bars:
+            raise ProtocolError("invalid_since", f"Only quote channels resume; {channel} has no seq.")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            raise ProtocolError("invalid_since", f"'since' of {channel} must be a non-negative integer seq.")
+        since[channel] = seq
+    return since

@@ -3,7 +3,13 @@
 Replies (``info``, ``error``, ``pong``) keep their order and go first. Live updates are
 keyed by channel: a newer update replaces one not sent yet (conflation), so a slow client
 gets the latest state of each instrument instead of an ever-growing backlog, and its memory
-is bounded by the number of channels it watches. A seed-protocol connection sets ``encode``:
+is bounded by the number of channels it watches.
+
+A resumed channel (``subscribe`` with ``since``) is the exception: its missed updates must
+all arrive, in order. Between ``begin_resume`` and ``end_resume`` its live updates are held
+in order instead of conflated; ``end_resume`` queues the replayed updates, then the held ones
+newer than them, on the replay queue (sent after the replies, before other live updates,
+never conflated, bounded by ``max_replay``). A seed-protocol connection sets ``encode``:
 its live updates then leave as binary frames, built when they are sent (``ws_seed``).
 
 Back-pressure differs by server. uvicorn's ``send`` waits while the socket's buffer is
@@ -41,6 +47,7 @@ class Outbox:
         backlog: Callable[[], int] | None = None,
         backlog_limit: int = 256 * 1024,
         encode: Callable[[str, str], bytes | None] | None = None,
+        max_replay: int | None = None,
     ) -> None:
         self._send = send
         # Turns a live update (key, text) into a binary frame when it is sent (the seed framing);
@@ -52,6 +59,12 @@ class Outbox:
         self.backlog_limit = backlog_limit
         self.replies: deque[str] = deque()
         self.pending: OrderedDict[str, str] = OrderedDict()
+        # (key, text) of resumed channels' updates, sent in order and never conflated
+        self.replay: deque[tuple[str, str]] = deque()
+        self.max_replay = 10 * max_pending if max_replay is None else max_replay
+        # key -> its live updates held, in order, while the channel's history is read
+        self._resuming: dict[str, list[str]] = {}
+        self._resume_gap: set[str] = set()
         self._snapshot_due: set[str] = set()
         # key -> seq of the snapshot queued for it: live updates not newer than it are dropped
         self._snapshot_seq: dict[str, int] = {}
@@ -68,6 +81,14 @@ class Outbox:
     # --- producers (never block) -----------------------------------------------------------------
     def offer(self, key: str, text: str) -> None:
         """Queue a live update; replaces a pending update with the same key."""
+        if self._resuming and key in self._resuming:
+            held = self._resuming[key]
+            if len(held) < self.max_pending:
+                held.append(text)
+            else:  # a read that never ends: keep the newest, and say the resume has a gap
+                held[-1] = text
+                self._resume_gap.add(key)
+            return
         if self._snapshot_seq and key in self._snapshot_seq:
             # The snapshot read raced the engine: an update it already contains must not
             # follow it (the client would see the same seq twice, or an older one).
@@ -112,10 +133,53 @@ class Outbox:
             if seq is not None:
                 self._snapshot_seq[key] = seq
 
+    def begin_resume(self, key: str) -> None:
+        """Call before joining a group and reading its history: hold its live updates in order.
+
+        A pending update of the channel is dropped: it is in the history read that follows.
+        """
+        self._snapshot_due.discard(key)
+        self._snapshot_seq.pop(key, None)
+        self.pending.pop(key, None)
+        self._resuming[key] = []
+        self._resume_gap.discard(key)
+
+    def replay_room(self) -> int:
+        """How many more updates the replay queue takes."""
+        return max(0, self.max_replay - len(self.replay))
+
+    def end_resume(self, key: str, texts: list[str], last_seq: int) -> bool:
+        """Queue ``texts`` (replayed updates, or a snapshot, up to ``last_seq``), then the held updates newer.
+
+        Later live updates not newer than the last one queued are dropped. False when the
+        channel was left meanwhile, or when held updates had to be conflated (a gap).
+        """
+        held = self._resuming.pop(key, None)
+        if held is None:
+            return False
+        replay = self.replay
+        replay.extend((key, text) for text in texts)
+        for text in held:
+            seq = _seq_of(text)
+            if seq > last_seq:
+                replay.append((key, text))
+                last_seq = seq
+        if last_seq >= 0:
+            self._snapshot_seq[key] = last_seq
+        if replay:
+            self._ready.set()
+        gap = key in self._resume_gap
+        self._resume_gap.discard(key)
+        return not gap
+
     def discard(self, group: str) -> None:
         """Drop pending updates of a channel the client left (bar keys carry a ``@minute`` suffix)."""
         self._snapshot_due.discard(group)
         self._snapshot_seq.pop(group, None)
+        self._resuming.pop(group, None)
+        self._resume_gap.discard(group)
+        if any(key == group for key, _ in self.replay):
+            self.replay = deque(item for item in self.replay if item[0] != group)
         prefix = group + "@"
         for key in [k for k in self.pending if k == group or k.startswith(prefix)]:
             del self.pending[key]
@@ -142,6 +206,8 @@ class Outbox:
             while True:
                 if replies:
                     event = {"type": "websocket.send", "text": replies.popleft()}
+                elif self.replay:
+                    event = {"type": "websocket.send", "text": self.replay.popleft()[1]}
                 elif pending:
                     key, text = pending.popitem(last=False)
                     self.full_since = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from .base import PersistEntry, StoreBatch, TickStore, TickStoreState
+from .base import PersistEntry, QuoteResume, StoreBatch, TickStore, TickStoreState
 
-__all__ = ["PersistEntry", "StoreBatch", "TickStore", "TickStoreState", "get_tick_store"]
+__all__ = ["PersistEntry", "QuoteResume", "StoreBatch", "TickStore", "TickStoreState", "get_tick_store"]
 
 _memory_store: TickStore | None = None
 
