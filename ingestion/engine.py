@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from ingestion.bars import BarAggregator
+from ingestion.latency import LatencyHistogram
 from ingestion.normalize import VolumeNormalizer
 from ingestion.ticks import Tick
 from marketdata.live.protocol import bar_group, bar_payload, encode, quote_group, quote_payload
@@ -68,6 +69,8 @@ class EngineStats:
     store_errors: int = 0
     last_tick_ms: int | None = None
     recent: list[tuple[float, int]] = field(default_factory=list)  # (monotonic s, ticks) per batch
+    batch_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)  # a batch: lock taken to published
+    publish_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)  # the channel-layer publish
 
     def ticks_per_second(self, window_s: float = 60.0) -> float:
         now = time.monotonic()
@@ -134,6 +137,7 @@ class Engine:
     async def process(self, ticks: list[Tick]) -> None:
         """Apply one batch of ticks: one store write, one publish per changed instrument."""
         async with self._lock:
+            began = time.perf_counter()
             batch = StoreBatch()
             changed: dict[int, Quote] = {}
             touched_bars: dict[int, Bar] = {}
@@ -187,6 +191,7 @@ class Engine:
                 self.stats.ticks_per_second()
             await self._write(batch)
             await self._publish(changed.values(), touched_bars.values(), closed)
+            self.stats.batch_seconds.observe(time.perf_counter() - began)
 
     @staticmethod
     def _update_quote(quote: Quote | None, tick: Tick, volume: int, new_session: bool) -> Quote:
@@ -238,7 +243,9 @@ class Engine:
             messages.append(
                 (bar_group(bar.instrument_id), encode(bar_payload(bar, m.symbol, m.exchange, closed=False)))
             )
+        began = time.perf_counter()
         await self.publisher.publish(messages)
+        self.stats.publish_seconds.observe(time.perf_counter() - began)
 
     # --- the minute boundary ------------------------------------------------------------
     async def close_bars(self, now_ms: int | None = None) -> list[Bar]:

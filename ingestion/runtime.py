@@ -9,6 +9,7 @@ import signal
 
 from django.conf import settings
 
+from ingestion import metrics
 from ingestion.engine import Engine
 from ingestion.manager import ProviderManager
 from ingestion.saver import BarSaver
@@ -39,6 +40,8 @@ class MarketRuntime:
         self._rollup_task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        metrics.runtime_started(self)
+        metrics.start_snapshot_publisher("ingest")
         await self.manager.start()
         if self.saver is not None:
             self._saver_task = asyncio.create_task(self.saver.run_forever(settings.PERSIST_INTERVAL_S))
@@ -47,6 +50,7 @@ class MarketRuntime:
         logger.info("market runtime started: %s", ", ".join(self.manager.clients) or "no providers")
 
     async def stop(self) -> None:
+        metrics.runtime_stopped(self)
         await self.manager.stop()
         if self._rollup_task is not None:
             self._rollup_task.cancel()

@@ -53,6 +53,10 @@ class FlushResult:
         self.dropped += other.dropped
 
 
+# Every saver of this process together (a Celery worker runs a new one per task): for the metrics.
+PROCESS_TOTALS = FlushResult()
+
+
 @dataclass(frozen=True)
 class UpsertResult:
     """Rows written, and bars left out because their instrument no longer exists."""
@@ -302,6 +306,7 @@ class BarSaver:
                 result.saved += len(entries)
         finally:
             self.totals.add(result)
+            PROCESS_TOTALS.add(result)
         return result
 
     async def run_forever(self, interval_s: float) -> None:

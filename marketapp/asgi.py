@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from ingestion.metrics import start_snapshot_publisher  # noqa: E402
 from marketdata.consumers import MarketDataConsumer  # noqa: E402
 from marketdata.routing import websocket_urlpatterns  # noqa: E402
 from marketdata.ws_middleware import AllowedHostsBrowserOriginValidator, WebSocketAuthMiddleware  # noqa: E402
@@ -26,6 +27,10 @@ if settings.SEED_COMPAT:
         re_path(rf"^{settings.SEED_COMPAT_PREFIX}ws/?$", MarketDataConsumer.as_asgi(), name="seedcompat-ws"),
         *websocket_urlpatterns,
     ]
+
+# Stack mode: this web process's /ws figures go to Redis, so whichever process a scrape of
+# /metrics reaches exports every process's (see ingestion/metrics.py).
+start_snapshot_publisher("web")
 
 application = ProtocolTypeRouter(
     {

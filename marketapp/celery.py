@@ -7,9 +7,18 @@ CELERY_ and STREAM_ settings and the README's "Celery workers" for the worker co
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketapp.settings")
 
 app = Celery("marketapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _publish_metrics(**kwargs) -> None:
+    """Each pool process publishes its figures (streams, saver) for /metrics to export."""
+    from ingestion.metrics import start_snapshot_publisher
+
+    start_snapshot_publisher("worker")

@@ -28,6 +28,7 @@ urlpatterns = [
     path("", include("ingestion.urls")),
     path("", include("marketdata.urls")),
     path("", include("marketapp.health")),
+    path("", include("marketapp.metrics")),
 ]
 
 if settings.SEED_COMPAT:

@@ -225,6 +225,7 @@ class MarketDataConsumer(ConnectionAuth):
     def _give_up(self) -> None:
         """Close a client that does not keep up, from outside its own task (once)."""
         self._giving_up = True
+        self.hub.stats.stuck_disconnects += 1
         self.hub.spawn(self.close(CLOSE_STUCK))
 
     def error(self, code: str, text: str, channel: str | None = None) -> None:

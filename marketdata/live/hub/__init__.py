@@ -32,17 +32,20 @@ from marketdata.live.hub.bus import RedisPubSubSource
 from marketdata.live.hub.fanout import (
     BAR_GROUP_PREFIX,
     FanoutHub,
+    HubStats,
     Subscriber,
     Watched,
     close_hub,
     conflation_key,
     get_hub,
+    live_hubs,
 )
 from marketdata.live.hub.resolver import LiveInstrument, ResolveError, SymbolResolver, resolve_symbols
 
 __all__ = [
     "BAR_GROUP_PREFIX",
     "FanoutHub",
+    "HubStats",
     "LiveInstrument",
     "RedisPubSubSource",
     "ResolveError",
@@ -52,5 +55,6 @@ __all__ = [
     "close_hub",
     "conflation_key",
     "get_hub",
+    "live_hubs",
     "resolve_symbols",
 ]

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import weakref
+from dataclasses import dataclass
 from typing import Protocol
 
 from channels.layers import get_channel_layer
@@ -61,6 +63,20 @@ def conflation_key(group: str, text: str) -> str:
     return f"{group}@{text[start : text.find('"', start)]}"
 
 
+@dataclass
+class HubStats:
+    """Counters of the hub's connections: the stuck ones it closed, and what closed ones had sent.
+
+    A live connection's counters stay on its outbox (no shared counter on the hot path);
+    ``unregister`` adds them here when it goes, so the process totals never go backwards.
+    """
+
+    stuck_disconnects: int = 0
+    frames_sent: int = 0
+    conflated: int = 0
+    dropped: int = 0
+
+
 class _Route:
     """One joined group: its local subscribers and whether the layer subscription is in place."""
 
@@ -92,6 +108,9 @@ class FanoutHub:
         self.resolver = resolver or SymbolResolver(ttl_s=float(getattr(settings, "WS_SYMBOL_CACHE_TTL_S", 30.0)))
         self.connections: set[Watched] = set()
         self.messages = 0  # received from the layer, for status pages and benchmarks
+        self.stats = HubStats()
+        # unregister and figures() (read from the metrics threads) see connections and totals alike
+        self._stats_lock = threading.Lock()
         self.channel: str | None = None  # the one layer channel, joined to every group followed
         self._channel_ready: asyncio.Future | None = None
         self._reader: asyncio.Task | None = None
@@ -256,7 +275,32 @@ class FanoutHub:
         self._ensure_background()
 
     def unregister(self, connection: Watched) -> None:
-        self.connections.discard(connection)
+        with self._stats_lock:
+            if connection in self.connections:
+                self.connections.discard(connection)
+                outbox = getattr(connection, "outbox", None)
+                if outbox is not None:
+                    self.stats.frames_sent += outbox.sent
+                    self.stats.conflated += outbox.conflated
+                    self.stats.dropped += outbox.dropped
+
+    def figures(self) -> dict[str, int]:
+        """Connections, subscriptions and the send counters of this hub (safe from another thread)."""
+        with self._stats_lock:
+            connections = list(self.connections)
+            totals = HubStats(**vars(self.stats))
+        outboxes = [o for o in (getattr(c, "outbox", None) for c in connections) if o is not None]
+        routes = list(self.routes.values())
+        return {
+            "connections": len(connections),
+            "subscriptions": sum(len(route.members) for route in routes),
+            "groups": len(routes),
+            "messages": self.messages,
+            "frames_sent": totals.frames_sent + sum(o.sent for o in outboxes),
+            "conflated": totals.conflated + sum(o.conflated for o in outboxes),
+            "dropped": totals.dropped + sum(o.dropped for o in outboxes),
+            "stuck_disconnects": totals.stuck_disconnects,
+        }
 
     def _ensure_background(self) -> None:
         if self._watchdog is None or self._watchdog.done():
@@ -327,6 +371,16 @@ def get_hub() -> FanoutHub:
             raise ImproperlyConfigured("The live feed needs CHANNEL_LAYERS to be configured.")
         hub = _hubs[loop] = FanoutHub(layer)
     return hub
+
+
+def live_hubs() -> list[FanoutHub]:
+    """Every hub of this process (one per event loop), for the metrics."""
+    for _ in range(5):
+        try:
+            return list(_hubs.values())
+        except RuntimeError:  # a loop's hub came or went while another thread copied the registry
+            continue
+    return []
 
 
 async def close_hub() -> None:
