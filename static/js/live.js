@@ -3,7 +3,8 @@
 // States (the "status" event): connecting, live, reconnecting, stale (open but the server has
 // been silent past staleMs; past deadMs the socket is dropped and a new one is opened) and
 // signed-out (the server closed with 4401). After every reconnect the current channels are
-// subscribed again, and the server answers each with a snapshot.
+// subscribed again with the last seq seen of each quote channel ("since"): the server replays
+// the updates missed meanwhile, in order, or answers with a snapshot when it cannot.
 
 const CLOSE_AUTH = 4401;
 
@@ -17,6 +18,7 @@ export class LiveFeed extends EventTarget {
     this.deadMs = deadMs;
     this.counts = new Map(); // channel -> how many users of this page want it
     this.confirmed = new Set(); // channels the server confirmed on the current connection
+    this.lastSeq = new Map(); // "EXCHANGE:SYMBOL" and "SYMBOL" -> seq of the last quote seen
     this.state = "connecting";
     this.ws = null;
     this.attempt = 0;
@@ -49,6 +51,7 @@ export class LiveFeed extends EventTarget {
       const count = this.counts.get(channel) || 0;
       if (count <= 1) {
         if (this.counts.delete(channel)) gone.push(channel);
+        this.lastSeq.delete(channel);
       } else {
         this.counts.set(channel, count - 1);
       }
@@ -84,7 +87,7 @@ export class LiveFeed extends EventTarget {
       this.lastPingAt = Date.now();
       this._setState("live");
       this.confirmed.clear();
-      if (this.counts.size) this._send({ message_type: "subscribe", channels: this.channels });
+      if (this.counts.size) this._send({ message_type: "subscribe", channels: this.channels, since: this._since() });
       this._emit("open", {});
     };
     ws.onmessage = (event) => {
@@ -143,6 +146,17 @@ export class LiveFeed extends EventTarget {
     }
   }
 
+  /** Last seq seen per quote channel followed (bar channels carry none), for a resuming subscribe. */
+  _since() {
+    const since = {};
+    for (const channel of this.channels) {
+      if (channel.includes("@")) continue;
+      const seq = this.lastSeq.get(channel) ?? this.lastSeq.get(channel.toUpperCase());
+      if (Number.isInteger(seq) && seq >= 0) since[channel] = seq;
+    }
+    return since;
+  }
+
   _send(message) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
   }
@@ -151,7 +165,14 @@ export class LiveFeed extends EventTarget {
     switch (message.message_type) {
       case "data":
       case "snapshot":
+        if (Number.isInteger(message.seq)) {
+          this.lastSeq.set(`${message.exchange}:${message.symbol}`, message.seq);
+          this.lastSeq.set(message.symbol, message.seq);
+        }
         this._emit("quote", message);
+        break;
+      case "resumed":
+        this._emit("resumed", message);
         break;
       case "bar":
         this._emit("bar", message);
