@@ -367,3 +367,12 @@ def test_the_grafana_dashboard_uses_only_exported_metrics():
             used.add(name)
     families = {re.sub(r"_(bucket|sum|count)$", "", n) if n not in METRICS else n for n in used}
     assert len(families) >= 15  # the dashboard covers most of what is exported
+
+
+def test_the_readme_lists_every_metric_and_setting():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Metrics") :]
+    for name in METRICS:
+        assert f"`{name}" in section, name
+    for setting in ("METRICS_ALLOWED_IPS", "METRICS_TOKEN", "METRICS_SNAPSHOT_INTERVAL_S"):
+        assert f"`{setting}`" in section and setting in (ROOT / ".env.example").read_text()
