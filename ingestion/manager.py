@@ -88,6 +88,7 @@ class ProviderManager:
         self.assignment: dict[int, str] = {}  # instrument id -> provider code
         self._consumers: dict[str, asyncio.Task] = {}
         self._loop_task: asyncio.Task | None = None
+        self._token_task: asyncio.Task | None = None
         self._started_at: dict[str, float] = {}
 
     # --- life cycle ---------------------------------------------------------------------
@@ -96,13 +97,15 @@ class ProviderManager:
         await self.engine.start()
         await self.refresh()
         self._loop_task = asyncio.create_task(self._refresh_forever(), name="provider-manager")
+        self._token_task = asyncio.create_task(self._renew_tokens_forever(), name="provider-tokens")
 
     async def stop(self) -> None:
         """Stop refreshing, disconnect every client and flush the engine."""
-        if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in (self._loop_task, self._token_task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for code in list(self.clients):
             await self._stop_client(code)
         await self.engine.stop()
@@ -114,6 +117,28 @@ class ProviderManager:
                 await self.refresh()
             except Exception:
                 logger.exception("provider manager refresh failed; keeping the current routing")
+
+    async def _renew_tokens_forever(self) -> None:
+        """Renew the access tokens of the Dhan feeds this process runs before they expire.
+
+        Every process that streams Dhan does it (Celery stream, ``ingest``, ``runmarket``), so
+        the embedded mode needs no beat; the renewed token reaches the client at the next
+        refresh, which restarts it with the new credentials.
+        """
+        from ingestion.dhan_tokens import dhan_tokens_renew_due
+
+        def renew(codes: list[str]) -> list[dict]:
+            close_old_connections()
+            return dhan_tokens_renew_due(provider_codes=codes)
+
+        while True:
+            codes = [code for code, client in self.clients.items() if client.kind == "dhan"]
+            if codes:
+                try:
+                    await sync_to_async(renew, thread_sensitive=False)(codes)
+                except Exception:
+                    logger.exception("Dhan token renewal failed: the check itself crashed")
+            await asyncio.sleep(settings.DHAN_TOKEN_CHECK_S)
 
     # --- routing ------------------------------------------------------------------------
     def is_down(self, code: str, now: float | None = None) -> bool:

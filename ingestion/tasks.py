@@ -92,6 +92,14 @@ def daily_rollup() -> dict:
     return rollup_due()
 
 
+@shared_task(name="ingestion.renew_dhan_tokens", ignore_result=True, store_errors_even_if_ignored=True, time_limit=120)
+def renew_dhan_tokens() -> list[dict]:
+    """Renew the Dhan access tokens close to expiry (beat runs this every DHAN_TOKEN_CHECK_S)."""
+    from ingestion.dhan_tokens import dhan_tokens_renew_due
+
+    return [{**r, "expires_at": str(r["expires_at"])} if "expires_at" in r else r for r in dhan_tokens_renew_due()]
+
+
 @shared_task(name="ingestion.backfill_history", soft_time_limit=3300, time_limit=3600)
 def backfill_history(
     provider_code: str,

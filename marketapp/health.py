@@ -7,7 +7,9 @@ exception's type; its message too when DEBUG, and always in the log). The Redis
 check uses a 1-second socket timeout so an unreachable server never hangs the probe.
 ``persistence`` adds ``pending`` (bars not yet committed to the database) and
 ``oldest_age_s`` (how long the oldest of them has waited); it fails once that age passes
-``PERSIST_LAG_ALERT_S``.
+``PERSIST_LAG_ALERT_S``. ``providers`` fails when a running feed is degraded (every frame
+refused for ``FEED_REFUSED_UNHEALTHY_S``) or a Dhan access token has expired or its last
+renewal failed; it lists each active provider's stream state and token expiry.
 
 The module carries its own ``urlpatterns`` so the root URLconf includes it with one line; the
 route answers with and without the trailing slash.
@@ -99,12 +101,46 @@ class PersistenceLagging(Exception):
     """Bars wait for the saver longer than ``PERSIST_LAG_ALERT_S``."""
 
 
+class ProviderUnhealthy(Exception):
+    """A running feed is degraded, or a Dhan access token expired or could not be renewed."""
+
+
+def _check_providers() -> dict[str, Any]:
+    """Each active provider's feed and (Dhan) token; never raises. Codes and states only."""
+    from ingestion import streams
+    from ingestion.models import Provider
+
+    found: dict[str, dict[str, Any]] = {}
+
+    def providers() -> None:
+        problems = []
+        active = Provider.objects.filter(is_active=True).order_by("code")
+        for code, status in streams.stream_statuses(providers=active).items():
+            token = status["token"]
+            entry = {"state": status["state"], "degraded": bool(status["degraded_reason"])}
+            if token is not None:
+                entry.update(token_expires_at=token["expires_at"], token_renewal=token["renewal"])
+                if token["expired"]:
+                    problems.append(f"{code}: access token expired")
+                elif token["renewal"] == "failed":
+                    problems.append(f"{code}: access token renewal failed")
+            if status["degraded_reason"]:
+                problems.append(f"{code}: {status['degraded_reason']}")
+            found[code] = entry
+        if problems:
+            raise ProviderUnhealthy("; ".join(problems))
+
+    result = _timed(providers)
+    return {"providers": found, **result}
+
+
 def health_report() -> dict[str, Any]:
     """Run every check and summarize: ``status`` is ``ok`` only when all of them passed."""
     report: dict[str, Any] = {"database": _timed(_check_database), "cache": _timed(_check_cache)}
     if settings.REDIS_URL:
         report["redis"] = _timed(_check_redis)
     report["persistence"] = _check_persistence()
+    report["providers"] = _check_providers()
     healthy = all(check["ok"] for check in report.values())
     return {"status": "ok" if healthy else "degraded", **report}
 
@@ -126,6 +162,13 @@ class PersistenceCheckSerializer(HealthCheckSerializer):
     )
 
 
+class ProvidersCheckSerializer(HealthCheckSerializer):
+    """Active providers by code (schema only): stream ``state``, ``degraded``, and for Dhan
+    ``token_expires_at`` and ``token_renewal`` (``ok``, ``failed`` or null)."""
+
+    providers = serializers.DictField(child=serializers.DictField())
+
+
 class HealthReportSerializer(serializers.Serializer):
     """The health document (schema only)."""
 
@@ -134,6 +177,9 @@ class HealthReportSerializer(serializers.Serializer):
     cache = HealthCheckSerializer()
     redis = HealthCheckSerializer(required=False, help_text="Only when REDIS_URL is set.")
     persistence = PersistenceCheckSerializer(help_text="503 once the oldest unsaved bar waited past the alert age.")
+    providers = ProvidersCheckSerializer(
+        help_text="503 when a feed is degraded or a Dhan token expired or failed to renew."
+    )
 
 
 class HealthApi(APIView):

@@ -234,7 +234,9 @@ class ProviderAdmin(PersistenceLagMixin, AuditedAdminMixin, admin.ModelAdmin):
     @admin.display(description="last error")
     def stream_last_error(self, obj: Provider) -> str:
         status = self._stream(obj)
-        error = status["error"] or status["degraded_reason"] or status["last_error"]
+        token = status["token"] or {}
+        renewal = f"token renewal failed: {token['renewal_error']}" if token.get("renewal") == "failed" else ""
+        error = status["error"] or status["degraded_reason"] or renewal or status["last_error"]
         return format_html('<span title="{}">{}</span>', error, Truncator(error).chars(60)) if error else "-"
 
     @admin.display(description="stream")
@@ -251,6 +253,19 @@ class ProviderAdmin(PersistenceLagMixin, AuditedAdminMixin, admin.ModelAdmin):
             self.stream_last_tick(obj),
             self.stream_ticks_per_second(obj),
             status["error"] or status["last_error"] or "none",
+        ) + self._token_line(status["token"])
+
+    @staticmethod
+    def _token_line(token: dict | None) -> str:
+        if token is None:
+            return ""
+        expires = localtime(token["expires_at"]).strftime("%Y-%m-%d %H:%M:%S") if token["expires_at"] else "unknown"
+        renewal = {"ok": "renewed", "failed": f"renewal FAILED: {token['renewal_error']}"}.get(token["renewal"], "")
+        return format_html(
+            " Access token: {}expires {}{}.",
+            "EXPIRED, " if token["expired"] else "",
+            expires,
+            f"; {renewal}" * bool(renewal),
         )
 
     @admin.action(description="Start stream", permissions=["change"])

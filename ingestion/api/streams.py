@@ -17,6 +17,16 @@ from core.api.schema import error_responses
 from ingestion import streams
 
 
+class DhanTokenSerializer(serializers.Serializer):
+    """A Dhan access token: when it expires (its JWT ``exp``) and how its last renewal went."""
+
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="Null when the token carries no expiry.")
+    expired = serializers.BooleanField()
+    renewal = serializers.ChoiceField(choices=["ok", "failed"], allow_null=True, help_text="The last attempt.")
+    renewal_error = serializers.CharField(allow_blank=True)
+    renewal_at = serializers.DateTimeField(allow_null=True)
+
+
 class StreamStatusSerializer(serializers.Serializer):
     """A provider's stream as the workers report it (``state`` unknown when Redis cannot be asked)."""
 
@@ -41,6 +51,7 @@ class StreamStatusSerializer(serializers.Serializer):
     stop_reason = serializers.CharField(allow_blank=True)
     last_error = serializers.CharField(allow_blank=True)
     last_error_at = serializers.DateTimeField(allow_null=True)
+    token = DhanTokenSerializer(allow_null=True, help_text="Dhan providers: the access token's expiry and renewal.")
     clients = serializers.ListField(child=serializers.DictField(), help_text="Each feed client's status.")
     error = serializers.CharField(allow_blank=True, help_text="Why the state is unknown.")
 

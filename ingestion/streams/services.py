@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from redis.exceptions import RedisError
 
+from ingestion.dhan_tokens import dhan_token_status
 from ingestion.models import Provider
 from ingestion.streaming import MAPPING_OPTIONAL
 from instruments.models import Instrument
@@ -148,6 +149,7 @@ def stream_statuses(*, providers: Iterable[Provider]) -> dict[str, dict]:
     never fails because Redis is away. ``worker`` is the lease holder; the figures come from
     the holder's latest report.
     """
+    providers = list(providers)
     codes = [p.code for p in providers]
     if not codes:
         return {}
@@ -161,8 +163,14 @@ def stream_statuses(*, providers: Iterable[Provider]) -> dict[str, dict]:
             pipe.exists(stop_key(code))
         replies = pipe.execute()
     except (StreamUnavailable, RedisError) as exc:
-        return {code: _unknown_status(code, str(exc)) for code in codes}
-    return {code: _parse_status(code, *replies[4 * i : 4 * i + 4]) for i, code in enumerate(codes)}
+        statuses = {code: _unknown_status(code, str(exc)) for code in codes}
+    else:
+        statuses = {code: _parse_status(code, *replies[4 * i : 4 * i + 4]) for i, code in enumerate(codes)}
+    for provider in providers:
+        # Dhan's access token expires daily: its expiry and the last renewal belong to the status.
+        is_dhan = provider.kind == Provider.Kind.DHAN
+        statuses[provider.code]["token"] = dhan_token_status(provider=provider) if is_dhan else None
+    return statuses
 
 
 def stream_status(*, provider: Provider) -> dict:

@@ -90,8 +90,11 @@ def test_setup_periodic_tasks_twice_gives_the_same_rows():
         "ingestion: stream watchdog",
         "ingestion: persist bars",
         "ingestion: daily rollup",
+        "ingestion: renew Dhan tokens",
         "ingestion: repair gaps",
     }
+    renew = by_name["ingestion: renew Dhan tokens"]
+    assert (renew.task, renew.interval.every) == ("ingestion.renew_dhan_tokens", 300)
     watchdog = by_name["ingestion: stream watchdog"]
     assert (watchdog.task, watchdog.interval.every, watchdog.interval.period) == (
         "ingestion.stream_watchdog",
@@ -119,11 +122,11 @@ def test_setup_periodic_tasks_follows_the_settings_and_keeps_an_operators_pause(
     PeriodicTask.objects.filter(name="ingestion: stream watchdog").update(task="something.else")
     settings.PERSIST_INTERVAL_S = 2.5
     rows = periodic_tasks_setup()
-    assert [created for _task, created in rows] == [False] * 4
+    assert [created for _task, created in rows] == [False] * 5
     assert PeriodicTask.objects.get(name="ingestion: persist bars").interval.every == 3  # whole seconds, rounded up
     assert PeriodicTask.objects.get(name="ingestion: stream watchdog").task == "ingestion.stream_watchdog"
     assert PeriodicTask.objects.get(name="ingestion: daily rollup").enabled is False
-    assert PeriodicTask.objects.count() == 4
+    assert PeriodicTask.objects.count() == 5
 
 
 @pytest.mark.django_db

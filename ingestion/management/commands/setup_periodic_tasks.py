@@ -54,6 +54,12 @@ def schedule() -> list[Entry]:
             every_s=300,
         ),
         Entry(
+            "ingestion: renew Dhan tokens",
+            "ingestion.renew_dhan_tokens",
+            "Renews Dhan access tokens before they expire (DHAN_TOKEN_RENEW_BEFORE_S).",
+            every_s=max(1, math.ceil(settings.DHAN_TOKEN_CHECK_S)),
+        ),
+        Entry(
             "ingestion: repair gaps",
             "ingestion.repair_gaps",
             "Backfills minutes missing inside past sessions.",
