@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from core.request_id import RequestIdMiddleware  # noqa: E402
 from ingestion.metrics import start_snapshot_publisher  # noqa: E402
 from marketdata.consumers import MarketDataConsumer  # noqa: E402
 from marketdata.routing import websocket_urlpatterns  # noqa: E402
@@ -32,9 +33,12 @@ if settings.SEED_COMPAT:
 # /metrics reaches exports every process's (see ingestion/metrics.py).
 start_snapshot_publisher("web")
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsBrowserOriginValidator(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
-    }
+# Outermost: every HTTP request and WebSocket connection gets its X-Request-ID (core/request_id.py).
+application = RequestIdMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsBrowserOriginValidator(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

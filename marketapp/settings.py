@@ -444,14 +444,28 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# Log lines: "text" (human-readable) or "json" (one JSON object per line with timestamp, level,
+# logger, message, request_id inside a request, exc_info; core/log_format.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
+LOGGING_CONFIG = "core.log_format.configure" if LOG_FORMAT == "json" else "logging.config.dictConfig"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "core.log_format.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "filters": {"redact_token": {"()": "marketdata.ws_logging.RedactTokenFilter"}},
     "loggers": {
+        # Django's default handlers would print its lines a second time, unformatted: root's only.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": ["console"], "propagate": False},
         # The Dhan feed URL carries the access token; websockets logs request lines at DEBUG.
         "websockets": {"level": "INFO"},
         # uvicorn logs a WebSocket handshake's path with its query string (?token=): redacted.
