@@ -328,8 +328,8 @@ class MarketDataConsumer(ConnectionAuth):
         """Join each channel: ``info``, then a snapshot, or with ``since`` what the client missed (``_resume``)."""
         hub, outbox = self.hub, self.outbox
         snapshots: dict[str, LiveInstrument] = {}
-        for name, group, instrument in await self._resolve(names):
         resumes: dict[str, tuple[str, LiveInstrument, int]] = {}  # group -> (name, instrument, since)
+        for name, group, instrument in await self._resolve(names):
             if group is None or self.closed:
                 continue
             new = group not in self.groups
@@ -347,16 +347,16 @@ class MarketDataConsumer(ConnectionAuth):
             elif group.startswith("quote."):
                 outbox.expect_snapshot(group)
                 snapshots[group] = instrument
-            if new:
                 resumes.pop(group, None)
+            if new:
                 try:
                     await hub.join(group, outbox)
                 except Exception:
                     logger.exception("joining channel-layer group %s failed", group)
                     snapshots.pop(group, None)
-                    self.error("unavailable", f"Live data for {name} is unavailable right now; try again.", name)
                     if resumes.pop(group, None) is not None:
                         outbox.discard(group)
+                    self.error("unavailable", f"Live data for {name} is unavailable right now; try again.", name)
                     continue
                 if self.closed:  # released while we were joining
                     hub.leave(group, outbox)
@@ -368,7 +368,6 @@ class MarketDataConsumer(ConnectionAuth):
                 self.names[name] = group
         if snapshots:
             await self._send_snapshots(snapshots)
-
         if resumes:
             await self._resume(resumes)
 
@@ -418,6 +417,7 @@ class MarketDataConsumer(ConnectionAuth):
                 )
             )
             await asyncio.sleep(0)  # encoding a long replay: let the other connections run between channels
+
     async def _send_snapshots(self, snapshots: dict[str, LiveInstrument]) -> None:
         by_id = {instrument.instrument_id: (group, instrument) for group, instrument in snapshots.items()}
         try:
