@@ -138,6 +138,11 @@ class FanoutHub:
         async with self._snapshot_gate:
             return await self.store.latest_quotes(instrument_ids)
 
+    async def quotes_since(self, since: dict[int, int]) -> dict:
+        """The tick store's quote histories after each seq (``/ws`` resume), gated like snapshots."""
+        async with self._snapshot_gate:
+            return await self.store.quotes_since(since)
+
     # --- subscriptions ----------------------------------------------------------------------
     async def _ensure_channel(self) -> str:
         """The hub's layer channel, created (with its reader task) on first use."""
@@ -156,11 +161,6 @@ class FanoutHub:
 
     async def join(self, group: str, member: Subscriber) -> None:
         """Deliver ``group``'s messages to ``member`` from now on; the first member joins the layer group.
-
-    async def quotes_since(self, since: dict[int, int]) -> dict:
-        """The tick store's quote histories after each seq (``/ws`` resume), gated like snapshots."""
-        async with self._snapshot_gate:
-            return await self.store.quotes_since(since)
 
         ``member`` is added at the very end, once the layer subscription is in place, and
         this returns without yielding after that: whatever the caller queues right after the
