@@ -61,6 +61,9 @@ class RequestIdMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
+        # Servers' send callables can carry what the transport knows (daphne's send is a partial
+        # of its protocol, which the /ws outbox reads its backlog from): keep it reachable.
+        send_with_id.__wrapped__ = send  # type: ignore[attr-defined]
         token = _current.set(request_id)
         try:
             await self.app(scope, receive, send_with_id)

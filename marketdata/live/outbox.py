@@ -266,8 +266,14 @@ def transport_backlog_probe(send) -> Callable[[], int] | None:
     protocol's Twisted transport keeps the unsent bytes in ``dataBuffer`` (from ``offset``)
     plus ``_tempDataLen``. These are Twisted internals (stable for many years); when they
     are missing, or for any other server, this returns None and the sender relies on the
-    server's own back-pressure.
+    server's own back-pressure. ASGI middleware that wraps ``send`` (the request id's) leaves
+    the server's callable in ``__wrapped__``, which is followed.
     """
+    for _ in range(8):
+        inner = getattr(send, "__wrapped__", None)
+        if inner is None:
+            break
+        send = inner
     if not isinstance(send, functools.partial) or not send.args:
         return None
     protocol = send.args[0]
