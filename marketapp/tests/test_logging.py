@@ -64,7 +64,7 @@ class _Echo(AsyncWebsocketConsumer):
         await self.send(text_data=request_id_get() or "none")
 
 
-async def test_a_websocket_connection_has_its_request_id_in_the_handshake_and_the_consumer():
+async def test_a_websocket_connection_has_its_request_id_in_the_handshake_and_the_consumer(transactional_db):
     communicator = WebsocketCommunicator(
         RequestIdMiddleware(_Echo.as_asgi()), "/ws", headers=[(b"x-request-id", b"ws-1")]
     )
