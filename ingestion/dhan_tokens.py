@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from ingestion.models import Provider
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 STATE_TTL_S = 3 * 24 * 3600
 FAILED_ALERT = "Dhan token renewal failed"
+UNREADABLE = "stored credentials unreadable with the current CREDENTIALS_KEY"
 
 
 def _state_key(code: str) -> str:
@@ -48,7 +50,12 @@ def dhan_token_status(*, provider: Provider) -> dict:
     """``expires_at`` (from the stored token's JWT ``exp``; ``None`` when unknown), ``expired``,
     and the last renewal: ``renewal`` (``ok``, ``failed`` or ``None``), ``renewal_error``,
     ``renewal_at``."""
-    token = str((provider.credentials or {}).get("access_token") or "")
+    try:
+        token = str(_credentials(provider).get("access_token") or "")
+    except ImproperlyConfigured:
+        token, unreadable = "", UNREADABLE
+    else:
+        unreadable = ""
     expires_at = token_expiry(token) if token else None
     try:
         state = cache.get(_state_key(provider.code)) or {}
@@ -57,10 +64,18 @@ def dhan_token_status(*, provider: Provider) -> dict:
     return {
         "expires_at": expires_at,
         "expired": expires_at is not None and expires_at <= datetime.now(UTC),
-        "renewal": state.get("renewal"),
-        "renewal_error": state.get("error", ""),
+        "renewal": "failed" if unreadable else state.get("renewal"),
+        "renewal_error": unreadable or state.get("error", ""),
         "renewal_at": state.get("at"),
     }
+
+
+def _credentials(provider: Provider) -> dict:
+    """The stored credentials; the admin's list defers the column and annotates the raw token."""
+    raw = getattr(provider, "credentials_raw", None)
+    if raw is not None:
+        return Provider._meta.get_field("credentials").to_python(raw) or {}
+    return provider.credentials or {}
 
 
 def _fail(code: str, error: str) -> dict:
@@ -77,8 +92,14 @@ def dhan_token_renew(*, provider_code: str, force: bool = False) -> dict:
     when Dhan refused (logged as an ERROR and recorded for the status).
     """
     with transaction.atomic():
-        provider = Provider.objects.select_for_update().get(code=provider_code, kind=Provider.Kind.DHAN)
-        credentials = dict(provider.credentials or {})
+        # Deferred: a column the current key cannot decrypt fails below, as a renewal failure.
+        provider = (
+            Provider.objects.select_for_update().defer("credentials").get(code=provider_code, kind=Provider.Kind.DHAN)
+        )
+        try:
+            credentials = dict(provider.credentials or {})
+        except ImproperlyConfigured:
+            return _fail(provider_code, UNREADABLE)
         token = str(credentials.get("access_token") or "").strip()
         client_id = str(credentials.get("client_id") or "").strip()
         if not token or not client_id:

@@ -155,3 +155,17 @@ async def test_the_process_streaming_dhan_renews_its_token_and_reconnects_with_i
             finally:
                 await manager.stop()
     assert len(rest.issued) == 1  # renewed once: the new token is not due
+
+
+@pytest.mark.django_db
+def test_credentials_the_current_key_cannot_read_are_a_failed_renewal_not_a_crash(caplog):
+    with FakeDhanRest() as fake, LOCAL:
+        provider = _dhan(fake.url, expires_in_s=1800)
+        with override_settings(CREDENTIALS_KEY="a-different-key"), caplog.at_level(logging.ERROR):
+            result = dhan_token_renew(provider_code="DHAN")
+            status = dhan_token_status(provider=Provider.objects.defer("credentials").get(pk=provider.pk))
+    assert result["renewed"] is False and "CREDENTIALS_KEY" in result["error"]
+    assert fake.requests == []
+    assert "Dhan token renewal failed for DHAN" in caplog.text
+    assert status["renewal"] == "failed" and "CREDENTIALS_KEY" in status["renewal_error"]
+    assert status["expires_at"] is None
