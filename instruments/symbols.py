@@ -93,6 +93,13 @@ def instrument_for_symbol(*, symbol: str, exchange: str | None = None) -> Instru
     return instrument
 
 
+def instrument_cached(*, symbol: str, exchange: str | None = None) -> Instrument | None:
+    """What ``instrument_for_symbol`` would answer from its cache right now, or None (no query)."""
+    if float(getattr(settings, "HISTORY_INSTRUMENT_CACHE_S", 30.0)) <= 0:
+        return None
+    return _instrument_cache.get((symbol, exchange or ""))
+
+
 def _resolve_instrument(*, symbol: str, exchange: str | None) -> Instrument:
     symbol = symbol.strip()
     exchange = (exchange or "").strip() or None

@@ -1,7 +1,11 @@
-"""ASGI entry point: ``daphne marketapp.asgi:application`` (uvicorn works too).
+"""ASGI entry point: ``uvicorn marketapp.asgi:application`` (daphne works too).
 
-HTTP goes to Django; ``/ws`` is the live market data feed (``marketdata.consumers``), behind
-an origin check and session-or-JWT authentication.
+HTTP goes to Django, except the plain ``GET``s of ``/marketdata/intraday`` and
+``/marketdata/daily`` that the fast history route in front of it answers itself (the same
+checks, SQL and bytes, without Django's per-request cost; ``marketdata.api.history_route``);
+``/ws`` is the live market data feed (``marketdata.consumers``), behind an origin check and
+session-or-JWT authentication. Every worker process of the server imports this module, so
+each has its own hub, history pool and metrics snapshot publisher.
 """
 
 import os
@@ -17,6 +21,7 @@ from django.urls import re_path  # noqa: E402
 
 from core.request_id import RequestIdMiddleware  # noqa: E402
 from ingestion.metrics import start_snapshot_publisher  # noqa: E402
+from marketdata.api.history_route import HistoryRoute  # noqa: E402
 from marketdata.consumers import MarketDataConsumer  # noqa: E402
 from marketdata.routing import websocket_urlpatterns  # noqa: E402
 from marketdata.ws_middleware import AllowedHostsBrowserOriginValidator, WebSocketAuthMiddleware  # noqa: E402
@@ -34,11 +39,16 @@ if settings.SEED_COMPAT:
 start_snapshot_publisher("web")
 
 # Outermost: every HTTP request and WebSocket connection gets its X-Request-ID (core/request_id.py).
+# Then the history route, which answers the lifespan protocol and hands all it does not serve on.
 application = RequestIdMiddleware(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": AllowedHostsBrowserOriginValidator(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
-        }
+    HistoryRoute(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": AllowedHostsBrowserOriginValidator(
+                    WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+                ),
+            }
+        )
     )
 )

@@ -131,10 +131,23 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'marketapp.sqlite3'}")}
 # Under ASGI every request's sync code runs in a fresh thread, so per-thread persistent
 # connections pile up (PostgreSQL ran out of them at 16 concurrent requests in the history
-# benchmark): no persistent connections by default. Django's pool (OPTIONS["pool"]) measured
-# faster but is not enabled yet: see the README's Performance section.
+# benchmark): no persistent connections by default. On PostgreSQL, Django's pool instead
+# (OPTIONS["pool"], psycopg-pool): a request borrows a connection and gives it back.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DB_POOL = env.bool("DB_POOL", default=True)
+if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django refuses both
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
+        "timeout": env.float("DB_POOL_TIMEOUT_S", default=10.0),
+    }
+# The fast history route in front of Django (marketdata/api/history_route.py): its own async
+# pool of at most HISTORY_POOL_MAX_SIZE connections per web process.
+HISTORY_FAST_ROUTE = env.bool("HISTORY_FAST_ROUTE", default=True)
+HISTORY_POOL_MAX_SIZE = env.int("HISTORY_POOL_MAX_SIZE", default=4)
+HISTORY_POOL_TIMEOUT_S = env.float("HISTORY_POOL_TIMEOUT_S", default=5.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads (ASGI + engine) share one file; WAL keeps readers off the writer's back.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

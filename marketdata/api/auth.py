@@ -48,6 +48,22 @@ post_save.connect(_user_cache.forget, sender=settings.AUTH_USER_MODEL, dispatch_
 post_delete.connect(_user_cache.forget, sender=settings.AUTH_USER_MODEL, dispatch_uid="history-user-cache-delete")
 
 
+def cached_jwt_user(validated_token):
+    """The user ``CachedUserJWTAuthentication`` would take from its cache for this token, or None.
+
+    None also when the cache is off or bypassed (``CHECK_REVOKE_TOKEN``); no query either way.
+    The caller still applies the checks a cache hit gets (approval, token version).
+    """
+    user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)
+    if (
+        float(getattr(settings, "HISTORY_AUTH_CACHE_S", 10.0)) <= 0
+        or user_id is None
+        or jwt_settings.CHECK_REVOKE_TOKEN
+    ):
+        return None
+    return _user_cache.get(str(user_id))
+
+
 class CachedUserJWTAuthentication(ApprovedJWTAuthentication):
     """simplejwt's authentication (approved users only) with the user row cached briefly (``_UserCache``)."""
 

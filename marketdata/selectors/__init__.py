@@ -13,6 +13,7 @@ from instruments.symbols import (
     AmbiguousSymbolError,
     InstrumentNotFoundError,
     exchange_zone,
+    instrument_cached,
     instrument_for_symbol,
 )
 from marketdata.selectors.bars import BAR_FIELDS, INTERVALS, STORED_INTERVAL, Bar
@@ -22,10 +23,17 @@ from marketdata.selectors.daily import (
     daily_aggregate,
     daily_aggregate_sql,
     daily_bars,
+    daily_bars_sql,
     period_end,
     period_start,
 )
-from marketdata.selectors.intraday import bars_aggregate, bin_origin, intraday_aggregate_sql, intraday_bars
+from marketdata.selectors.intraday import (
+    bars_aggregate,
+    bin_origin,
+    intraday_aggregate_sql,
+    intraday_bars,
+    intraday_bars_sql,
+)
 from marketdata.selectors.live import live_minutes
 from marketdata.selectors.snapshot import (
     SNAPSHOT_MAX_LIMIT,
@@ -55,10 +63,13 @@ __all__ = [
     "daily_aggregate",
     "daily_aggregate_sql",
     "daily_bars",
+    "daily_bars_sql",
     "exchange_zone",
+    "instrument_cached",
     "instrument_for_symbol",
     "intraday_aggregate_sql",
     "intraday_bars",
+    "intraday_bars_sql",
     "live_minutes",
     "market_snapshot",
     "period_end",

@@ -127,6 +127,33 @@ def daily_aggregate_sql(
     return sql, [instrument_id, start_date, end_date]
 
 
+def daily_bars_sql(
+    *,
+    instrument: Instrument,
+    start_date: dt.date,
+    end_date: dt.date,
+    after: dt.date | None,
+    limit: int,
+    interval: str = DAILY_INTERVAL,
+) -> tuple[str, list[Any]] | None:
+    """PostgreSQL: the query of ``daily_bars`` as (sql, params), or None when no row can match.
+
+    The history route in front of Django (``marketdata.api.history_route``) runs the same
+    query on its async connections.
+    """
+    if interval == DAILY_INTERVAL:
+        sql, params = _daily_sql(instrument_id=instrument.pk, start_date=start_date, end_date=end_date, after=after)
+        return sql, [*params, limit]
+    if after is not None:
+        start_date = max(start_date, period_end(after, interval) + dt.timedelta(days=1))
+    if start_date > end_date:
+        return None
+    sql, params = daily_aggregate_sql(
+        instrument_id=instrument.pk, start_date=start_date, end_date=end_date, interval=interval
+    )
+    return sql, [*params, limit]
+
+
 def daily_bars(
     *,
     instrument: Instrument,
@@ -143,18 +170,22 @@ def daily_bars(
     that period and earlier ones are skipped. Periods are cut at the range's ends; callers wanting
     whole periods widen the range with ``period_start`` / ``period_end``.
     """
+    if connection.vendor == "postgresql":
+        query = daily_bars_sql(
+            instrument=instrument, start_date=start_date, end_date=end_date, after=after, limit=limit, interval=interval
+        )
+        if query is None:
+            return []
+        if interval == DAILY_INTERVAL:
+            return _fetch_bars(*query)
+        with connection.cursor() as cursor:
+            cursor.execute(*query)
+            return [dict(zip(BAR_FIELDS, row, strict=True)) for row in cursor.fetchall()]  # type: ignore[misc]
     if interval != DAILY_INTERVAL:
         if after is not None:
             start_date = max(start_date, period_end(after, interval) + dt.timedelta(days=1))
         if start_date > end_date:
             return []
-        if connection.vendor == "postgresql":
-            sql, params = daily_aggregate_sql(
-                instrument_id=instrument.pk, start_date=start_date, end_date=end_date, interval=interval
-            )
-            with connection.cursor() as cursor:
-                cursor.execute(sql, [*params, limit])
-                return [dict(zip(BAR_FIELDS, row, strict=True)) for row in cursor.fetchall()]  # type: ignore[misc]
         qs = PriceHistoryDaily.objects.filter(instrument=instrument, date__gte=start_date, date__lte=end_date)
         rows = (
             dict(zip(BAR_FIELDS, row, strict=True))
@@ -166,9 +197,6 @@ def daily_bars(
                 break
             out.append(bar)
         return out
-    if connection.vendor == "postgresql":
-        sql, params = _daily_sql(instrument_id=instrument.pk, start_date=start_date, end_date=end_date, after=after)
-        return _fetch_bars(sql, [*params, limit])
     qs = PriceHistoryDaily.objects.filter(instrument=instrument, date__gte=start_date, date__lte=end_date)
     if after is not None:
         qs = qs.filter(date__gt=after)

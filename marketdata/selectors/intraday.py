@@ -147,6 +147,33 @@ def intraday_aggregate_sql(
     return sql, params
 
 
+def intraday_bars_sql(
+    *,
+    instrument: Instrument,
+    start: dt.datetime,
+    end: dt.datetime,
+    interval: str,
+    after: dt.datetime | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: the query of ``intraday_bars`` without live bars, as (sql, params).
+
+    The history route in front of Django (``marketdata.api.history_route``) runs the same
+    query on its async connections.
+    """
+    if interval == STORED_INTERVAL:
+        return _minutes_sql(instrument_id=instrument.pk, start=start, end=end, after=after, limit=limit)
+    return intraday_aggregate_sql(
+        instrument_id=instrument.pk,
+        start=start,
+        end=end,
+        stride=INTERVALS[interval],
+        origin=bin_origin(exchange=instrument.exchange, start=start),
+        after=after,
+        limit=limit,
+    )
+
+
 def intraday_bars(
     *,
     instrument: Instrument,
@@ -167,19 +194,18 @@ def intraday_bars(
     stride = INTERVALS[interval]
     origin = bin_origin(exchange=instrument.exchange, start=start)
     live = [bar for bar in live_bars if start <= bar["timestamp"] < end and (after is None or bar["timestamp"] > after)]
-    if not live and interval == STORED_INTERVAL:
-        if connection.vendor == "postgresql":
-            sql, params = _minutes_sql(instrument_id=instrument.pk, start=start, end=end, after=after, limit=limit)
-            return _fetch_bars(sql, params)
-        rows = _stored_minutes(instrument=instrument, start=start, end=end, after=after)[:limit]
-        return [dict(zip(BAR_FIELDS, row, strict=True)) for row in rows]  # type: ignore[misc]
     if not live and connection.vendor == "postgresql":
-        sql, params = intraday_aggregate_sql(
-            instrument_id=instrument.pk, start=start, end=end, stride=stride, origin=origin, after=after, limit=limit
+        sql, params = intraday_bars_sql(
+            instrument=instrument, start=start, end=end, interval=interval, after=after, limit=limit
         )
+        if interval == STORED_INTERVAL:
+            return _fetch_bars(sql, params)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [dict(zip(BAR_FIELDS, row, strict=True)) for row in cursor.fetchall()]  # type: ignore[misc]
+    if not live and interval == STORED_INTERVAL:
+        rows = _stored_minutes(instrument=instrument, start=start, end=end, after=after)[:limit]
+        return [dict(zip(BAR_FIELDS, row, strict=True)) for row in rows]  # type: ignore[misc]
     minutes: Iterable[dict[str, Any]] = (
         dict(zip(BAR_FIELDS, row, strict=True))
         for row in _stored_minutes(instrument=instrument, start=start, end=end, after=after).iterator(chunk_size=2000)
