@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 
 import numpy as np
@@ -142,9 +143,14 @@ async def run_e2e(args, symbols: dict[str, int], token: str, *, per_client: int,
             await feed(fake, list(sids.values()), rate=2000, duration=len(sids) / 2000)
             await asyncio.sleep(0.5)
             await lg.mark()
-            cpu0 = (usage.cpu_seconds(ingest.proc.pid), usage.cpu_seconds(web.proc.pid))
+            # The fake feed (this process) shares core 1 with the load generator: both are the load side.
+            window = usage.CpuWindow(
+                server={"web": web.proc.pid}, loadgen={**lg.pids(), "fake_feed": os.getpid()}
+            ).start()
+            ingest0 = usage.cpu_seconds(ingest.proc.pid)
             sent, seconds = await feed(fake, list(sids.values()), rate=args.rate, duration=duration)
-            cpu1 = (usage.cpu_seconds(ingest.proc.pid), usage.cpu_seconds(web.proc.pid))
+            ingest1 = usage.cpu_seconds(ingest.proc.pid)
+            cpu = window.stop()
             await asyncio.sleep(1.0 if quick else 2.0)
             result = await lg.stop()
         finally:
@@ -190,8 +196,8 @@ async def run_e2e(args, symbols: dict[str, int], token: str, *, per_client: int,
             "p99": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
             "max": round(float(lat[-1]), 2) if lat.size else None,
         },
-        "ingest_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / seconds, 1),
-        "web_cpu_pct": round(100 * (cpu1[1] - cpu0[1]) / seconds, 1),
+        "ingest_cpu_percent": round(100 * (ingest1 - ingest0) / seconds, 1),
+        **cpu,
         "errors": result["errors"][:5],
     }
     return figures
@@ -209,13 +215,19 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
         figures[f"at_{args.light_per_client}_subscriptions_per_client"] = light
         report.print_table(f"e2e, {args.light_per_client} subscription(s) per client", list(light.items()))
     p99 = figures["latency_ms"]["p99"]
+    met = bool(
+        p99 is not None
+        and p99 <= 25
+        and figures["clients_missing_final_price"] == 0
+        and not figures["loadgen_saturated"]
+    )
     report.write_result(
         "e2e",
         figures=figures,
         baseline={},
         ratio=None,
         goal="p99 <= 25 ms (packet sent by the feed -> update read by a client)",
-        met=bool(p99 is not None and p99 <= 25 and figures["clients_missing_final_price"] == 0),
+        met=met,
         quick=quick,
         notes=[
             f"fake Dhan feed -> manage.py ingest --provider {PROVIDER} -> Redis pub/sub -> {args.server} -> "
@@ -225,6 +237,9 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
             "the engine publishes one update per instrument per batch, so not every packet becomes an update; "
             "each update is timed from the send of the packet whose price it carries",
             "clients_missing_final_price = (client, symbol) pairs whose last price never arrived",
+            "server_cpu_percent = the web server; loadgen_cpu_percent = the load generator and the fake feed "
+            f"(core 1), percent of one core; loadgen_saturated (above {usage.LOADGEN_SATURATED_PCT:g} %): the run "
+            "measured the clients, not the server, and does not count as met",
         ],
         extra={
             "config": {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 
 import numpy as np
@@ -37,14 +38,18 @@ def seed_symbols(count: int = SYMBOL_COUNT) -> dict[str, int]:
         defaults={"name": "Benchmark exchange", "timezone": "Asia/Kolkata", "currency": "INR", "country": "India"},
     )
     kind, _ = InstrumentType.objects.get_or_create(code="EQ", defaults={"name": "Equity"})
-    out = {}
-    for i in range(count):
-        symbol = f"FAN{i:03d}"
-        instrument, _ = Instrument.objects.get_or_create(
-            exchange=exchange, symbol=symbol, defaults={"name": f"Fan-out {i}", "instrument_type": kind}
-        )
-        out[symbol] = instrument.pk
-    return out
+    wanted = {f"FAN{i:03d}": i for i in range(count)}
+    have = set(Instrument.objects.filter(exchange=exchange, symbol__in=wanted).values_list("symbol", flat=True))
+    Instrument.objects.bulk_create(
+        [
+            Instrument(exchange=exchange, symbol=symbol, name=f"Fan-out {i}", instrument_type=kind)
+            for symbol, i in wanted.items()
+            if symbol not in have
+        ],
+        batch_size=1000,
+    )
+    rows = Instrument.objects.filter(exchange=exchange, symbol__in=wanted).values_list("symbol", "pk")
+    return dict(sorted(rows, key=lambda row: wanted[row[0]]))
 
 
 def spread(symbols: list[str], clients: int, per_client: int) -> list[list[str]]:
@@ -181,13 +186,15 @@ async def run_fanout(
     processes: int,
     drain: float,
     profile: str | None = None,
+    batch_ms: int = 0,
 ) -> dict:
+    """One server under one load; ``batch_ms`` > 0: every client asks for batched frames (``?batch_ms=``)."""
     server = start_server(kind, f"fanout-{kind}", symbols)
     lg = LoadGenerators(
         name=f"fanout-{kind}",
         host="127.0.0.1",
         port=server.port,
-        path=f"/ws?token={token}",
+        path=f"/ws?token={token}" + (f"&batch_ms={batch_ms}" if batch_ms else ""),
         mode="fanout",
         core=common.LOAD_CORE,
     )
@@ -214,16 +221,21 @@ async def run_fanout(
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
+        window = usage.CpuWindow(
+            server={"server": server.proc.pid}, loadgen={**lg.pids(), "publisher": os.getpid()}
+        ).start()
         cpu0 = usage.cpu_seconds(server.proc.pid)
         pub = await publish(symbols, rate=rate, duration=duration)
-        cpu1 = usage.cpu_seconds(server.proc.pid)
+        cpu = window.stop()
         await asyncio.sleep(drain)
         cpu2 = usage.cpu_seconds(server.proc.pid)
         result = await lg.stop()
         figures = analyse(result, pub, clients)
-        figures["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / pub["seconds"], 1)
+        figures["batch_ms"] = batch_ms
+        figures.update(cpu)
         # CPU per delivered message: the cost figure that holds when the machine is shared
         figures["server_cpu_us_per_msg"] = round(1e6 * (cpu2 - cpu0) / max(figures["delivered"], 1), 2)
+        figures["deliveries_per_server_cpu_s"] = round(figures["delivered"] / max(cpu2 - cpu0, 1e-9), 1)
         return figures
     finally:
         await lg.kill()

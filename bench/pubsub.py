@@ -35,7 +35,9 @@ def _pick(run: dict) -> dict:
         "p50_ms": run["latency_ms"]["p50"],
         "p99_ms": run["latency_ms"]["p99"],
         "cpu_us_per_msg": run["server_cpu_us_per_msg"],
-        "server_cpu_pct": run["server_cpu_pct"],
+        "server_cpu_percent": run["server_cpu_percent"],
+        "loadgen_cpu_percent": run["loadgen_cpu_percent"],
+        "loadgen_saturated": run["loadgen_saturated"],
         "missing_pct": run["missing_pct"],
         "dropped_final_updates": run["dropped_final_updates"],
         "failed_connections": run["failed_connections"],
@@ -43,9 +45,18 @@ def _pick(run: dict) -> dict:
 
 
 def _median(rounds: list[dict]) -> dict:
-    keys = ("delivered_per_s", "p50_ms", "p99_ms", "cpu_us_per_msg", "server_cpu_pct", "missing_pct")
+    keys = (
+        "delivered_per_s",
+        "p50_ms",
+        "p99_ms",
+        "cpu_us_per_msg",
+        "server_cpu_percent",
+        "loadgen_cpu_percent",
+        "missing_pct",
+    )
     out = {k: round(statistics.median(r[k] for r in rounds if r[k] is not None), 2) for k in keys}
     out["dropped_final_updates"] = max(r["dropped_final_updates"] for r in rounds)
+    out["loadgen_saturated"] = any(r["loadgen_saturated"] for r in rounds)
     out["rounds"] = rounds
     return out
 
