@@ -48,7 +48,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
-# All five benchmarks (bench/results/<name>.json); bench-quick is the same, small and short.
+# Every benchmark in bench/run.py ORDER (bench/results/<name>.json); bench-quick: the same, small and short.
 bench: setup
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(BIN)/python -m bench.run
 

@@ -17,7 +17,7 @@ import time
 
 from bench import common, environment
 
-ORDER = ("ingest", "persist", "history", "fanout", "e2e", "search")
+ORDER = ("ingest", "persist", "history", "fanout", "clients", "e2e", "pubsub", "wsauth", "search")
 
 
 def main() -> int:
