@@ -151,8 +151,29 @@ def uvicorn_cmd(port: int, app: str = "marketapp.asgi:application", *extra: str)
     ]
 
 
-def server(kind: str, name: str, app: str = "marketapp.asgi:application", **env_extra: str) -> Process:
-    """A (not yet started) web server process of ``kind`` daphne|uvicorn on ``SERVER_CORE``."""
+def server(
+    kind: str,
+    name: str,
+    app: str = "marketapp.asgi:application",
+    *,
+    workers: int = 1,
+    core: int | Sequence[int] | None = SERVER_CORE,
+    **env_extra: str,
+) -> Process:
+    """A (not yet started) web server process of ``kind`` daphne|uvicorn on ``core``.
+
+    ``workers`` > 1 (uvicorn only) runs that many worker processes, each with its own hub on
+    the shared Redis pub/sub, as in production (README, Production); pass ``core`` as the cores
+    they may share (``taskset`` takes the first one only when given an int).
+    """
     port = free_port()
-    cmd = daphne_cmd(port, app) if kind == "daphne" else uvicorn_cmd(port, app)
-    return Process(name=name, cmd=cmd, env=bench_env(**env_extra), core=SERVER_CORE, port=port)
+    if kind == "daphne":
+        if workers != 1:
+            raise ValueError("daphne runs one process; use uvicorn for workers")
+        cmd = daphne_cmd(port, app)
+    else:
+        cmd = uvicorn_cmd(port, app, *(["--workers", str(workers)] if workers > 1 else []))
+    if isinstance(core, int) or core is None:
+        return Process(name=name, cmd=cmd, env=bench_env(**env_extra), core=core, port=port)
+    cmd = ["taskset", "-c", ",".join(str(c) for c in core), *cmd] if shutil.which("taskset") else cmd
+    return Process(name=name, cmd=cmd, env=bench_env(**env_extra), core=None, port=port)
