@@ -31,7 +31,7 @@ from django.conf import settings
 
 from marketdata.live.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
 from marketdata.live.outbox import Outbox
-from marketdata.live.protocol import bar_group, encode, quote_group, quote_payload
+from marketdata.live.protocol import bar_group, quote_group, quote_texts
 from marketdata.live.store import QuoteResume
 from marketdata.seed_frames import error_text as seed_error_text
 from marketdata.seed_frames import is_seed_message
@@ -49,11 +49,14 @@ from marketdata.ws_protocol import (
     ProtocolError,
     TokenBucket,
     WsLimits,
+    batch_ack,
     channel_names,
     decode_frame,
     error_text,
     message,
+    options_batch_ms,
     parse_channel,
+    query_batch_ms,
     resume_since,
 )
 from marketdata.ws_seed import SeedSession
@@ -119,6 +122,11 @@ class MarketDataConsumer(ConnectionAuth):
             backlog=self.scope.get(SCOPE_BACKLOG),
             backlog_limit=self.limits.transport_buffer_bytes,
         )
+        batch_ms, problem = query_batch_ms(self.scope.get("query_string") or b"")
+        if batch_ms:
+            self.outbox.set_batch(batch_ms)
+        elif problem is not None:
+            self.error(problem.code, problem.message)
         self.outbox.start()
         self.hub.register(self)
         try:
@@ -283,6 +291,10 @@ class MarketDataConsumer(ConnectionAuth):
             await self.unsubscribe(channel_names(data, self.limits.max_names_per_frame))
         elif kind == "ping":
             self.reply(PONG)
+        elif kind == "options":
+            batch_ms = options_batch_ms(data)
+            self.outbox.set_batch(batch_ms)
+            self.reply(batch_ack(batch_ms))
         elif kind == "auth":
             if self.user is None:  # anonymous so far (WS_ALLOW_ANONYMOUS)
                 await self._authenticate(data)
@@ -290,7 +302,7 @@ class MarketDataConsumer(ConnectionAuth):
                 await self._renew(data)
         else:
             raise ProtocolError(
-                "unknown_message_type", "Unknown message_type; use subscribe, unsubscribe, ping or auth."
+                "unknown_message_type", "Unknown message_type; use subscribe, unsubscribe, ping, options or auth."
             )
 
     # --- subscriptions ------------------------------------------------------------------------
@@ -397,14 +409,14 @@ class MarketDataConsumer(ConnectionAuth):
             symbol, exchange = instrument.symbol, instrument.exchange
             if resume is not None and resume.recovered and len(resume.missed) <= room:
                 room -= len(resume.missed)
-                texts = [encode(quote_payload(quote, symbol, exchange)) for quote in resume.missed]
+                texts = [quote_texts.get(quote, symbol, exchange) for quote in resume.missed]
                 last_seq, recovered = seq, True
                 if resume.missed:
                     last_seq = resume.missed[-1].seq
             else:
                 texts = []
                 if latest is not None:
-                    texts.append(encode({**quote_payload(latest, symbol, exchange, "snapshot"), "recovered": False}))
+                    texts.append(quote_texts.get(latest, symbol, exchange, "snapshot", recovered=False))
                 last_seq, recovered = (latest.seq if latest is not None else -1), False
             gapless = self.outbox.end_resume(group, texts, last_seq)
             self.reply(
@@ -429,7 +441,7 @@ class MarketDataConsumer(ConnectionAuth):
             group, instrument = by_id[instrument_id]
             self.outbox.snapshot(
                 group,
-                encode(quote_payload(quote, instrument.symbol, instrument.exchange, "snapshot")),
+                quote_texts.get(quote, instrument.symbol, instrument.exchange, "snapshot"),
                 seq=quote.seq,
             )
 

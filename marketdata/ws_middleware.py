@@ -118,14 +118,27 @@ class TransportBacklogMiddleware:
     through that raw ``send``: channels' session middleware wraps ``send`` to save the
     session on ``http.response.start``, and for every live update it would only inspect the
     (lazy) session and pass the frame on, about 9% of the server's CPU under fan-out load.
+    Wrappers outside this one that only add handshake headers (the request id's) leave the
+    server's callable in ``__wrapped__``: the frames skip them too (``raw_send``), while the
+    handshake and the close still go through them.
     """
 
     def __init__(self, inner) -> None:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        scope = dict(scope, **{SCOPE_BACKLOG: transport_backlog_probe(send), SCOPE_RAW_SEND: send})
+        scope = dict(scope, **{SCOPE_BACKLOG: transport_backlog_probe(send), SCOPE_RAW_SEND: raw_send(send)})
         return await self.inner(scope, receive, send)
+
+
+def raw_send(send):
+    """The server's own ``send`` under wrappers that set ``__wrapped__`` (at most eight deep)."""
+    for _ in range(8):
+        inner = getattr(send, "__wrapped__", None)
+        if inner is None:
+            break
+        send = inner
+    return send
 
 
 def WebSocketAuthMiddleware(inner):

@@ -19,12 +19,16 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 import orjson
 from django.conf import settings
 
 MAX_CHANNEL_CHARS = 100
 MAX_SEQ = 2**53 - 1  # what a JavaScript client can hold exactly
+MAX_BATCH_MS = 1000
+OPTIONS = ("batch_ms",)
+_BATCH_MS_TEXT = f"batch_ms must be an integer from 0 to {MAX_BATCH_MS} (milliseconds; 0 sends one message per frame)."
 _INTERVAL = re.compile(r"\d+[smhdwSMHDW]")
 PONG = '{"message_type":"pong"}'
 
@@ -191,3 +195,42 @@ def resume_since(data: dict, names: list[str], max_names: int | None = None) -> 
             raise ProtocolError("invalid_since", f"'since' of {channel} must be a non-negative integer seq.")
         since[channel] = seq
     return since
+
+
+def batch_ms_value(value: object) -> int:
+    """A ``batch_ms`` option: an integer 0-1000 (a JSON number; ``query_batch_ms`` reads the query's digits)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BATCH_MS:
+        raise ProtocolError("invalid_option", _BATCH_MS_TEXT)
+    return value
+
+
+def options_batch_ms(data: dict) -> int:
+    """The ``batch_ms`` of an ``options`` frame; unknown or missing options are an ``invalid_option``."""
+    unknown = sorted(str(k)[:MAX_CHANNEL_CHARS] for k in data if k != "message_type" and k not in OPTIONS)
+    if unknown:
+        raise ProtocolError(
+            "invalid_option", f"Unknown option(s): {', '.join(unknown)}; the options are {', '.join(OPTIONS)}."
+        )
+    if "batch_ms" not in data:
+        raise ProtocolError("invalid_option", "Give batch_ms: " + _BATCH_MS_TEXT)
+    return batch_ms_value(data["batch_ms"])
+
+
+def query_batch_ms(query_string: bytes) -> tuple[int | None, ProtocolError | None]:
+    """``(batch_ms, None)`` from the handshake's ``?batch_ms=``, ``(None, None)`` without it, else the error."""
+    if b"batch_ms" not in query_string:
+        return None, None
+    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("batch_ms")
+    if not values:
+        return None, None
+    text = values[-1].strip()
+    try:
+        return batch_ms_value(int(text) if text.isascii() and text.isdigit() and len(text) <= 4 else text), None
+    except ProtocolError as exc:
+        return None, exc
+
+
+def batch_ack(batch_ms: int) -> str:
+    """The ``info`` answering an ``options`` frame."""
+    text = f"Batching every {batch_ms} ms" if batch_ms else "Batching off: one message per frame"
+    return message("info", message=text, batch_ms=batch_ms)

@@ -215,6 +215,7 @@ class SeedSession:
         self.outbox = consumer.outbox
         self.feed = SeedFeed(consumer.outbox)
         self.encoder = SeedEncoder()
+        self.outbox.set_batch(0)  # the seed framing is one binary frame per update, whatever ?batch_ms= said
         self.outbox.encode = self.encoder
         self.subscriptions: dict[str, _Subscription] = {}
 

@@ -12,6 +12,13 @@ newer than them, on the replay queue (sent after the replies, before other live 
 never conflated, bounded by ``max_replay``). A seed-protocol connection sets ``encode``:
 its live updates then leave as binary frames, built when they are sent (``ws_seed``).
 
+Batched frames (``set_batch``, a client's ``batch_ms``): the data messages waiting (replayed,
+then pending, each still conflated per channel) leave as ONE text frame
+``{"message_type":"batch","messages":[...]}`` at most every ``batch_ms``. The frame is the
+messages' own text joined, never parsed or re-encoded; replies still go first, each in its own
+frame, at once. Fewer frames is most of the saving: every frame costs the server a
+``transport.write`` (a system call) and the WebSocket framing.
+
 Back-pressure differs by server. uvicorn's ``send`` waits while the socket's buffer is
 above its high-water mark, so a slow client makes our sender wait and updates conflate here.
 daphne's ``send`` never waits: it hands the frame to Twisted, which buffers without limit.
@@ -35,8 +42,41 @@ logger = logging.getLogger(__name__)
 BACKLOG_POLL_S = 0.02
 
 
+BATCH_HEAD = '{"message_type":"batch","messages":['
+BATCH_TAIL = "]}"
+
+
 class Outbox:
     """What one connection still has to send, and the task that sends it."""
+
+    # One per connection: slots keep an idle connection small (see README "Performance").
+    __slots__ = (
+        "_next_batch",
+        "_ready",
+        "_resume_gap",
+        "_resuming",
+        "_send",
+        "_snapshot_due",
+        "_snapshot_seq",
+        "_task",
+        "_timer",
+        "backlog",
+        "backlog_limit",
+        "batch_s",
+        "busy_since",
+        "conflated",
+        "dropped",
+        "encode",
+        "full_since",
+        "holding",
+        "max_pending",
+        "max_replay",
+        "max_replies",
+        "pending",
+        "replay",
+        "replies",
+        "sent",
+    )
 
     def __init__(
         self,
@@ -77,6 +117,13 @@ class Outbox:
         self.sent = 0
         self.conflated = 0
         self.dropped = 0
+        # Batched frames: seconds between two batch frames (0: one message per frame), when the
+        # next one may go, and whether the sender is waiting for that moment (offers then do
+        # not wake it: they only replace what the batch will carry).
+        self.batch_s = 0.0
+        self._next_batch = 0.0
+        self.holding = False
+        self._timer: asyncio.TimerHandle | None = None
 
     # --- producers (never block) -----------------------------------------------------------------
     def offer(self, key: str, text: str) -> None:
@@ -108,7 +155,8 @@ class Outbox:
             return
         if self._snapshot_due:
             self._snapshot_due.discard(key)
-        self._ready.set()
+        if not self.holding:
+            self._ready.set()
 
     def reply(self, text: str) -> bool:
         """Queue a reply in order; False when the client has stopped reading its replies."""
@@ -166,7 +214,7 @@ class Outbox:
                 last_seq = seq
         if last_seq >= 0:
             self._snapshot_seq[key] = last_seq
-        if replay:
+        if replay and not self.holding:
             self._ready.set()
         gap = key in self._resume_gap
         self._resume_gap.discard(key)
@@ -184,11 +232,49 @@ class Outbox:
         for key in [k for k in self.pending if k == group or k.startswith(prefix)]:
             del self.pending[key]
 
+    def set_batch(self, batch_ms: int) -> None:
+        """Send data messages as one ``batch`` frame at most every ``batch_ms`` (0: one message per frame)."""
+        self.batch_s = batch_ms / 1000
+        self._next_batch = 0.0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.holding:
+            self.holding = False
+            self._ready.set()
+
+    def _batch_due(self) -> None:
+        self._timer = None
+        self.holding = False
+        self._ready.set()
+
+    def _batch_text(self) -> str:
+        """The ``batch`` frame of what waits: replayed messages in order, then pending ones (max_pending at most)."""
+        parts: list[str] = []
+        room = self.max_pending
+        replay = self.replay
+        while replay and room:
+            parts.append(replay.popleft()[1])
+            room -= 1
+        pending = self.pending
+        if pending and room:
+            if len(pending) <= room:
+                parts.extend(pending.values())
+                pending.clear()
+            else:
+                for _ in range(room):
+                    parts.append(pending.popitem(last=False)[1])
+            self.full_since = None
+        return BATCH_HEAD + ",".join(parts) + BATCH_TAIL
+
     # --- the sender ------------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ws-sender")
 
     async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):  # cancelled or already failed: nothing left to send
@@ -202,10 +288,24 @@ class Outbox:
         ready = self._ready
         backlog = self.backlog
         limit = self.backlog_limit
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if replies:
                     event = {"type": "websocket.send", "text": replies.popleft()}
+                elif self.batch_s and (pending or self.replay):
+                    now = loop.time()
+                    if now < self._next_batch:
+                        # Too soon after the last batch: wait for its window to end (replies
+                        # still wake the sender and go at once).
+                        self.holding = True
+                        if self._timer is None:
+                            self._timer = loop.call_at(self._next_batch, self._batch_due)
+                        ready.clear()
+                        await ready.wait()
+                        continue
+                    self._next_batch = now + self.batch_s
+                    event = {"type": "websocket.send", "text": self._batch_text()}
                 elif self.replay:
                     event = {"type": "websocket.send", "text": self.replay.popleft()[1]}
                 elif pending:

@@ -84,6 +84,63 @@ def encode(payload: dict) -> str:
     return orjson.dumps(payload).decode()
 
 
+QUOTE_TEXT_ENTRIES = 8192  # per generation, see QuoteTexts
+
+
+class QuoteTexts:
+    """The ``/ws`` text of a stored quote (snapshot, resume replay), encoded once per process.
+
+    A thousand dashboards reconnecting after a restart read the same quotes: each
+    (quote state, symbol, kind) is encoded the first time and shared after. Two generations:
+    when the current one is full it becomes the old one (O(1), no scan); a hit in the old one
+    moves back. The key holds what the text is built from, so a changed quote is a new entry.
+    """
+
+    __slots__ = ("built", "current", "entries", "old")
+
+    def __init__(self, entries: int = QUOTE_TEXT_ENTRIES) -> None:
+        self.entries = entries
+        self.current: dict[tuple, str] = {}
+        self.old: dict[tuple, str] = {}
+        self.built = 0  # texts encoded, for tests and status
+
+    def get(self, quote: Quote, symbol: str, exchange: str, message_type: str = "data", recovered=None) -> str:
+        key = (
+            quote.instrument_id,
+            quote.seq,
+            quote.ts,
+            quote.last,
+            quote.open,
+            quote.high,
+            quote.low,
+            quote.volume,
+            quote.previous_close,
+            quote.bid,
+            quote.ask,
+            symbol,
+            exchange,
+            message_type,
+            recovered,
+        )
+        text = self.current.get(key)
+        if text is not None:
+            return text
+        text = self.old.get(key)
+        if text is None:
+            payload = quote_payload(quote, symbol, exchange, message_type)
+            if recovered is not None:
+                payload["recovered"] = recovered
+            text = encode(payload)
+            self.built += 1
+        if len(self.current) >= self.entries:
+            self.old, self.current = self.current, {}
+        self.current[key] = text
+        return text
+
+
+quote_texts = QuoteTexts()
+
+
 class ChannelLayerPublisher:
     """Sends pre-serialized messages to channel-layer groups (one send per group, not per client).
 

@@ -269,7 +269,7 @@ async def test_errors_carry_stable_codes_not_reprs(store, user):
     assert error == {
         "message_type": "error",
         "code": "unknown_message_type",
-        "message": "Unknown message_type; use subscribe, unsubscribe, ping or auth.",
+        "message": "Unknown message_type; use subscribe, unsubscribe, ping, options or auth.",
     }
     await communicator.disconnect()
 

@@ -1,0 +1,303 @@
+"""Batched frames (``batch_ms``), the frames' send path and per-process encoding of stored quotes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from core.request_id import RequestIdMiddleware
+from instruments.tests.factories import InstrumentFactory
+from marketapp.asgi import application
+from marketdata.live.hub import close_hub
+from marketdata.live.outbox import Outbox
+from marketdata.live.protocol import encode, quote_payload, quote_texts
+from marketdata.live.store.redis import RedisTickStore
+from marketdata.tests.ws_support import access_token, make_engine, now_ms, redis_layer_settings, redis_url, tick
+from marketdata.ws_middleware import SCOPE_RAW_SEND, TransportBacklogMiddleware
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def redis_layer(settings):
+    settings.REDIS_URL = redis_url()
+    settings.CHANNEL_LAYERS = redis_layer_settings(settings.REDIS_URL)
+    settings.LIVE_RESUME_HISTORY_LEN = 20
+    settings.LIVE_RESUME_HISTORY_AGE_S = 60
+
+
+@pytest.fixture
+async def store():
+    store = RedisTickStore(redis_url(), history_len=20, history_age_s=60)
+    await store.redis.flushdb()
+    yield store
+    await close_hub()
+    await store.redis.flushdb()
+    await store.close()
+
+
+@pytest.fixture
+def msft(nasdaq):
+    return InstrumentFactory(symbol="MSFT", exchange=nasdaq)
+
+
+async def connect(user, query: str = "") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, f"/ws?token={access_token(user)}{query}")
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    return communicator
+
+
+async def receive(communicator) -> dict:
+    return await communicator.receive_json_from(timeout=5)
+
+
+async def subscribed(communicator, *names: str, **extra) -> None:
+    await communicator.send_json_to({"message_type": "subscribe", "channels": list(names), **extra})
+    for name in names:
+        assert await receive(communicator) == {"message_type": "info", "message": f"Subscribed to {name}"}
+
+
+# --- the outbox ------------------------------------------------------------------------------------
+class Recorder:
+    """An ASGI ``send`` that records the text frames."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def __call__(self, message: dict) -> None:
+        self.texts.append(message["text"])
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def messages(frame: str) -> list:
+    batch = orjson.loads(frame)
+    assert batch["message_type"] == "batch"
+    return batch["messages"]
+
+
+async def test_one_frame_per_window_holding_the_latest_of_each_channel():
+    send = Recorder()
+    outbox = Outbox(send, max_pending=10, max_replies=10)
+    outbox.set_batch(300)
+    outbox.start()
+    outbox.offer("quote.1", '{"n":1}')
+    outbox.offer("quote.2", '{"n":2}')
+    await settle()
+    assert [messages(t) for t in send.texts] == [[{"n": 1}, {"n": 2}]]  # the first batch goes at once
+    for i in range(3, 10):  # inside the window: conflated, nothing sent
+        outbox.offer("quote.1", f'{{"n":{i}}}')
+        outbox.offer("quote.3", f'{{"m":{i}}}')
+    await settle()
+    assert len(send.texts) == 1 and outbox.conflated == 12
+    assert outbox.reply('{"message_type":"pong"}')  # replies are not held by the window
+    await settle()
+    assert send.texts[1] == '{"message_type":"pong"}'
+    for _ in range(200):
+        if len(send.texts) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert messages(send.texts[2]) == [{"n": 9}, {"m": 9}]
+    await asyncio.sleep(0.05)
+    assert len(send.texts) == 3
+    await outbox.stop()
+
+
+async def test_a_batch_carries_the_replay_in_order_before_the_pending_updates():
+    send = Recorder()
+    outbox = Outbox(send, max_pending=10, max_replies=10, max_replay=100)
+    outbox.set_batch(50)
+    outbox.begin_resume("quote.1")
+    outbox.offer("quote.1", '{"seq":4}')  # held during the resume
+    outbox.offer("quote.2", '{"other":1}')
+    assert outbox.end_resume("quote.1", ['{"seq":2}', '{"seq":3}'], 3)
+    outbox.offer("quote.1", '{"seq":5}')
+    outbox.start()
+    await settle()
+    assert messages(send.texts[0]) == [{"seq": 2}, {"seq": 3}, {"seq": 4}, {"other": 1}, {"seq": 5}]
+    await outbox.stop()
+
+
+async def test_a_batch_frame_holds_at_most_max_pending_messages_the_rest_follows():
+    send = Recorder()
+    outbox = Outbox(send, max_pending=3, max_replies=10, max_replay=100)
+    outbox.set_batch(10)
+    outbox.begin_resume("quote.1")
+    assert outbox.end_resume("quote.1", [f'{{"seq":{i}}}' for i in range(1, 6)], 5)
+    outbox.offer("quote.2", '{"x":1}')
+    outbox.start()
+    for _ in range(200):
+        if len(send.texts) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert [messages(t) for t in send.texts] == [
+        [{"seq": 1}, {"seq": 2}, {"seq": 3}],
+        [{"seq": 4}, {"seq": 5}, {"x": 1}],
+    ]
+    await outbox.stop()
+
+
+# --- through the Channels stack --------------------------------------------------------------------
+async def test_batch_ms_in_the_query_batches_snapshots_and_updates_conflated(store, user, aapl, msft):
+    engine = await make_engine(store, aapl, msft)
+    await engine.process([tick(aapl, 100.0), tick(msft, 200.0)])
+    batched = await connect(user, "&batch_ms=1000")
+    plain = await connect(user)
+    for communicator in (batched, plain):
+        await subscribed(communicator, "AAPL", "MSFT")
+    snapshots = (await receive(batched))["messages"]  # the first batch goes at once
+    assert [(m["message_type"], m["symbol"], m["close"]) for m in snapshots] == [
+        ("snapshot", "AAPL", 100.0),
+        ("snapshot", "MSFT", 200.0),
+    ]
+    assert [(await receive(plain))["message_type"] for _ in range(2)] == ["snapshot", "snapshot"]
+    texts = []
+    for i in range(1, 4):  # inside the batch client's one-second window
+        await engine.process([tick(aapl, 100.0 + i, ts=now_ms() + i), tick(msft, 200.0 + i, ts=now_ms() + i)])
+        texts.append(
+            {
+                "AAPL": encode(quote_payload(engine.quotes[aapl.pk], "AAPL", "NASDAQ")),
+                "MSFT": encode(quote_payload(engine.quotes[msft.pk], "MSFT", "NASDAQ")),
+            }
+        )
+    # The default client: one message per frame, byte for byte the engine's text.
+    for sent in texts:
+        got = {}
+        for _ in range(2):
+            raw = await plain.receive_from(timeout=3)
+            got[orjson.loads(raw)["symbol"]] = raw
+        assert got == sent
+    # The batch client: one frame with the latest of each channel, the engine's texts joined.
+    raw = await batched.receive_from(timeout=3)
+    latest = texts[-1]
+    assert raw in (
+        '{"message_type":"batch","messages":[' + latest["AAPL"] + "," + latest["MSFT"] + "]}",
+        '{"message_type":"batch","messages":[' + latest["MSFT"] + "," + latest["AAPL"] + "]}",
+    )
+    assert await batched.receive_nothing(timeout=0.2)
+    await batched.disconnect()
+    await plain.disconnect()
+
+
+async def test_the_options_message_turns_batching_on_and_off(store, user, aapl):
+    engine = await make_engine(store, aapl)
+    client = await connect(user)
+    await client.send_json_to({"message_type": "options", "batch_ms": 1000})
+    assert await receive(client) == {"message_type": "info", "message": "Batching every 1000 ms", "batch_ms": 1000}
+    await subscribed(client, "AAPL")
+    await engine.process([tick(aapl, 150.0)])
+    first = await receive(client)  # the snapshot or the update, whichever was read first: one message
+    assert [(m["close"], m["seq"]) for m in first["messages"]] == [(150.0, 1)]
+    await client.send_json_to({"message_type": "options", "batch_ms": 0})
+    assert await receive(client) == {
+        "message_type": "info",
+        "message": "Batching off: one message per frame",
+        "batch_ms": 0,
+    }
+    await engine.process([tick(aapl, 151.0, ts=now_ms() + 1)])
+    assert (await receive(client))["close"] == 151.0  # a plain data frame again, at once
+    await client.disconnect()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_ms": 1001},
+        {"batch_ms": -1},
+        {"batch_ms": 1.5},
+        {"batch_ms": "50"},
+        {"batch_ms": True},
+        {"batch_ms": None},
+        {},
+        {"batch_ms": 10, "compress": True},
+    ],
+)
+async def test_bad_options_get_invalid_option_and_the_socket_stays_open(store, user, options):
+    client = await connect(user)
+    await client.send_json_to({"message_type": "options", **options})
+    error = await receive(client)
+    assert (error["message_type"], error["code"]) == ("error", "invalid_option")
+    await client.send_json_to({"message_type": "ping"})
+    assert await receive(client) == {"message_type": "pong"}
+    await client.disconnect()
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1001", "2.5", "", "99999"])
+async def test_a_bad_batch_ms_in_the_query_gets_the_error_and_plain_frames(store, user, aapl, value):
+    engine = await make_engine(store, aapl)
+    client = await connect(user, f"&batch_ms={value}")
+    error = await receive(client)
+    assert (error["message_type"], error["code"]) == ("error", "invalid_option")
+    await subscribed(client, "AAPL")
+    await engine.process([tick(aapl, 99.0)])
+    message = await receive(client)  # a plain frame (the snapshot or the update, whichever was read first)
+    assert (message["message_type"], message["close"]) in {("data", 99.0), ("snapshot", 99.0)}
+    await client.disconnect()
+
+
+async def test_a_resume_in_a_batch_is_ordered_and_gapless(store, user, aapl):
+    engine = await make_engine(store, aapl)
+    for i in range(9):
+        await engine.process([tick(aapl, 100.0 + i, ts=now_ms() + i)])
+    client = await connect(user, "&batch_ms=200")
+    await subscribed(client, "AAPL", since={"AAPL": 5})
+    resumed = await receive(client)
+    assert (resumed["message_type"], resumed["recovered"], resumed["replayed"]) == ("resumed", True, 4)
+    replay = (await receive(client))["messages"]
+    assert [(m["message_type"], m["seq"]) for m in replay] == [("data", 6), ("data", 7), ("data", 8), ("data", 9)]
+    await engine.process([tick(aapl, 300.0, ts=now_ms() + 20)])
+    live = (await receive(client))["messages"]
+    assert [(m["seq"], m["close"]) for m in live] == [(10, 300.0)]
+    await client.disconnect()
+
+
+async def test_the_seed_protocol_ignores_batch_ms(store, user, aapl):
+    engine = await make_engine(store, aapl)
+    client = await connect(user, "&batch_ms=500")
+    await client.send_json_to({"message_type": 1, "channel": "AAPL"})
+    assert (await receive(client))["message_type"] == 10
+    for i in range(2):
+        await engine.process([tick(aapl, 170.0 + i, ts=now_ms() + i)])
+        output = await client.receive_output(timeout=3)
+        assert output["type"] == "websocket.send" and output["bytes"].startswith(b"AAPL\x00")
+    await client.disconnect()
+
+
+# --- one encode per update, per process ------------------------------------------------------------
+async def test_a_snapshot_is_encoded_once_for_every_client_subscribing(store, user, aapl):
+    engine = await make_engine(store, aapl)
+    await engine.process([tick(aapl, 185.0)])
+    clients = [await connect(user) for _ in range(3)]
+    built = quote_texts.built
+    for client in clients:
+        await subscribed(client, "AAPL")
+    snapshots = [await client.receive_from(timeout=3) for client in clients]
+    assert snapshots == [encode(quote_payload(engine.quotes[aapl.pk], "AAPL", "NASDAQ", "snapshot"))] * 3
+    assert quote_texts.built == built + 1
+    for client in clients:
+        await client.disconnect()
+
+
+async def test_frames_go_through_the_servers_own_send_not_the_request_id_wrapper():
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen["raw"], seen["send"] = scope[SCOPE_RAW_SEND], send
+
+    async def server_send(message):
+        pass
+
+    async def server_receive():
+        return {"type": "websocket.connect"}
+
+    stack = RequestIdMiddleware(TransportBacklogMiddleware(app))
+    await stack({"type": "websocket", "headers": []}, server_receive, server_send)
+    assert seen["raw"] is server_send  # the frames skip the wrapper
+    assert seen["send"] is not server_send  # the handshake still goes through it (X-Request-ID)
