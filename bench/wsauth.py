@@ -42,7 +42,10 @@ FRAME_EVERY_S = 0.005
 
 
 def _names(rng: random.Random, n: int) -> list[str]:
-    return ["ZZ" + "".join(rng.choices(string.ascii_uppercase, k=10)) for _ in range(n)]
+    # Fresh unknown names, cheaply: a random 6-letter stem per frame and a counter (the attack must
+    # not saturate its own core, which the victim shares; 10 random letters per name did).
+    stem = "ZZ" + "".join(rng.choices(string.ascii_uppercase, k=6))
+    return [f"{stem}{i:04d}" for i in range(n)]
 
 
 async def _attacker(url: str, token: str, names: int, seed: int) -> None:
