@@ -52,7 +52,6 @@ class Outbox:
     # One per connection: slots keep an idle connection small (see README "Performance").
     __slots__ = (
         "_next_batch",
-        "_ready",
         "_resume_gap",
         "_resuming",
         "_send",
@@ -60,6 +59,7 @@ class Outbox:
         "_snapshot_seq",
         "_task",
         "_timer",
+        "_waiter",
         "backlog",
         "backlog_limit",
         "batch_s",
@@ -100,15 +100,18 @@ class Outbox:
         self.replies: deque[str] = deque()
         self.pending: OrderedDict[str, str] = OrderedDict()
         # (key, text) of resumed channels' updates, sent in order and never conflated
-        self.replay: deque[tuple[str, str]] = deque()
+        # Created when first needed: most connections never resume (an idle connection's
+        # memory is mostly these containers, see README "Performance").
+        self.replay: deque[tuple[str, str]] | None = None
         self.max_replay = 10 * max_pending if max_replay is None else max_replay
         # key -> its live updates held, in order, while the channel's history is read
-        self._resuming: dict[str, list[str]] = {}
-        self._resume_gap: set[str] = set()
-        self._snapshot_due: set[str] = set()
+        self._resuming: dict[str, list[str]] | None = None
+        self._resume_gap: set[str] | None = None
+        self._snapshot_due: set[str] | None = None
         # key -> seq of the snapshot queued for it: live updates not newer than it are dropped
-        self._snapshot_seq: dict[str, int] = {}
-        self._ready = asyncio.Event()
+        self._snapshot_seq: dict[str, int] | None = None
+        # The sender's wake-up: a bare future while it waits (an asyncio.Event carries a deque)
+        self._waiter: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
         # monotonic time since when a send (or the transport backlog) has not completed
         self.busy_since: float | None = None
@@ -134,6 +137,8 @@ class Outbox:
                 held.append(text)
             else:  # a read that never ends: keep the newest, and say the resume has a gap
                 held[-1] = text
+                if self._resume_gap is None:
+                    self._resume_gap = set()
                 self._resume_gap.add(key)
             return
         if self._snapshot_seq and key in self._snapshot_seq:
@@ -156,18 +161,27 @@ class Outbox:
         if self._snapshot_due:
             self._snapshot_due.discard(key)
         if not self.holding:
-            self._ready.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def reply(self, text: str) -> bool:
         """Queue a reply in order; False when the client has stopped reading its replies."""
         if len(self.replies) >= self.max_replies:
             return False
         self.replies.append(text)
-        self._ready.set()
+        self._wake()
         return True
 
     def expect_snapshot(self, key: str) -> None:
         """Call before joining a group: a live update arriving first makes the snapshot moot."""
+        if self._snapshot_due is None:
+            self._snapshot_due = set()
         self._snapshot_due.add(key)
 
     def snapshot(self, key: str, text: str, seq: int | None = None) -> None:
@@ -175,10 +189,12 @@ class Outbox:
 
         With ``seq`` (the quote's), later live updates with a seq not above it are dropped.
         """
-        if key in self._snapshot_due:
+        if self._snapshot_due and key in self._snapshot_due:
             self._snapshot_due.discard(key)
             self.offer(key, text)
             if seq is not None:
+                if self._snapshot_seq is None:
+                    self._snapshot_seq = {}
                 self._snapshot_seq[key] = seq
 
     def begin_resume(self, key: str) -> None:
@@ -186,15 +202,15 @@ class Outbox:
 
         A pending update of the channel is dropped: it is in the history read that follows.
         """
-        self._snapshot_due.discard(key)
-        self._snapshot_seq.pop(key, None)
+        self._forget(key)
         self.pending.pop(key, None)
+        if self._resuming is None:
+            self._resuming = {}
         self._resuming[key] = []
-        self._resume_gap.discard(key)
 
     def replay_room(self) -> int:
         """How many more updates the replay queue takes."""
-        return max(0, self.max_replay - len(self.replay))
+        return max(0, self.max_replay - len(self.replay or ()))
 
     def end_resume(self, key: str, texts: list[str], last_seq: int) -> bool:
         """Queue ``texts`` (replayed updates, or a snapshot, up to ``last_seq``), then the held updates newer.
@@ -202,10 +218,12 @@ class Outbox:
         Later live updates not newer than the last one queued are dropped. False when the
         channel was left meanwhile, or when held updates had to be conflated (a gap).
         """
-        held = self._resuming.pop(key, None)
+        held = self._resuming.pop(key, None) if self._resuming else None
         if held is None:
             return False
         replay = self.replay
+        if replay is None:
+            replay = self.replay = deque()
         replay.extend((key, text) for text in texts)
         for text in held:
             seq = _seq_of(text)
@@ -213,24 +231,35 @@ class Outbox:
                 replay.append((key, text))
                 last_seq = seq
         if last_seq >= 0:
+            if self._snapshot_seq is None:
+                self._snapshot_seq = {}
             self._snapshot_seq[key] = last_seq
         if replay and not self.holding:
-            self._ready.set()
-        gap = key in self._resume_gap
-        self._resume_gap.discard(key)
+            self._wake()
+        gap = bool(self._resume_gap) and key in self._resume_gap
+        if gap:
+            self._resume_gap.discard(key)
         return not gap
 
     def discard(self, group: str) -> None:
         """Drop pending updates of a channel the client left (bar keys carry a ``@minute`` suffix)."""
-        self._snapshot_due.discard(group)
-        self._snapshot_seq.pop(group, None)
-        self._resuming.pop(group, None)
-        self._resume_gap.discard(group)
-        if any(key == group for key, _ in self.replay):
+        self._forget(group)
+        if self._resuming:
+            self._resuming.pop(group, None)
+        if self.replay and any(key == group for key, _ in self.replay):
             self.replay = deque(item for item in self.replay if item[0] != group)
         prefix = group + "@"
         for key in [k for k in self.pending if k == group or k.startswith(prefix)]:
             del self.pending[key]
+
+    def _forget(self, key: str) -> None:
+        """Drop what is remembered about ``key``'s snapshot and resume gap."""
+        if self._snapshot_due:
+            self._snapshot_due.discard(key)
+        if self._snapshot_seq:
+            self._snapshot_seq.pop(key, None)
+        if self._resume_gap:
+            self._resume_gap.discard(key)
 
     def set_batch(self, batch_ms: int) -> None:
         """Send data messages as one ``batch`` frame at most every ``batch_ms`` (0: one message per frame)."""
@@ -241,12 +270,12 @@ class Outbox:
             self._timer = None
         if self.holding:
             self.holding = False
-            self._ready.set()
+            self._wake()
 
     def _batch_due(self) -> None:
         self._timer = None
         self.holding = False
-        self._ready.set()
+        self._wake()
 
     def _batch_text(self) -> str:
         """The ``batch`` frame of what waits: replayed messages in order, then pending ones (max_pending at most)."""
@@ -285,7 +314,6 @@ class Outbox:
         send = self._send
         replies = self.replies
         pending = self.pending
-        ready = self._ready
         backlog = self.backlog
         limit = self.backlog_limit
         loop = asyncio.get_running_loop()
@@ -301,8 +329,8 @@ class Outbox:
                         self.holding = True
                         if self._timer is None:
                             self._timer = loop.call_at(self._next_batch, self._batch_due)
-                        ready.clear()
-                        await ready.wait()
+                        self._waiter = loop.create_future()
+                        await self._waiter
                         continue
                     self._next_batch = now + self.batch_s
                     event = {"type": "websocket.send", "text": self._batch_text()}
@@ -320,8 +348,8 @@ class Outbox:
                             continue
                         event = {"type": "websocket.send", "bytes": frame}
                 else:
-                    ready.clear()
-                    await ready.wait()
+                    self._waiter = loop.create_future()
+                    await self._waiter
                     continue
                 self.busy_since = time.monotonic()
                 await send(event)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 
 import orjson
 import pytest
@@ -301,3 +303,31 @@ async def test_frames_go_through_the_servers_own_send_not_the_request_id_wrapper
     await stack({"type": "websocket", "headers": []}, server_receive, server_send)
     assert seen["raw"] is server_send  # the frames skip the wrapper
     assert seen["send"] is not server_send  # the handshake still goes through it (X-Request-ID)
+
+
+# --- what an idle connection's outbox costs ----------------------------------------------------------
+async def test_an_idle_outbox_and_its_sender_take_under_2_5_kib():
+    """Replay queue, resume and snapshot books are made when first needed; the sender waits on a bare future.
+
+    Before: an asyncio.Event (with its deque), three deques and four sets or dicts per
+    connection, about 4.5 KiB with the sender task.
+    """
+
+    async def send(message):
+        pass
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        outboxes = [Outbox(send, max_pending=1000, max_replies=2000) for _ in range(500)]
+        for outbox in outboxes:
+            outbox.start()
+        await settle()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    per_outbox = sum(stat.size_diff for stat in after.compare_to(before, "filename")) / len(outboxes)
+    assert per_outbox < 2.5 * 1024
+    for outbox in outboxes:
+        await outbox.stop()
