@@ -16,7 +16,9 @@ batch per instrument, so a client sees the newest price of a batch: each receive
 timed from the send of the packet that carried that price.
 
 CPU: the measured pipeline (ingest process and web server) on core 0; the fake feed (this
-process) and the load generator on core 1.
+process) and the load generator on core 1. Recorded over the feed's window: ``ingest_cpu_percent``,
+``server_cpu_percent`` (the web server) and ``loadgen_cpu_percent`` (load generator and fake
+feed); a run whose load side passed 85 % of its core (``loadgen_saturated``) is not met.
 
 Full mode adds a second, shorter run with one subscription per client (5,000 deliveries/s
 instead of ~50,000): the pipeline's own latency when the web server is not saturated.

@@ -14,6 +14,13 @@ is the sum over clients of the updates published to their symbols; ``dropped`` c
 keeps the newest update), the rest of ``missing`` is conflation (an older pending update
 replaced by a newer one, by design, for a client or server that falls behind).
 
+CPU: ``server_cpu_percent`` and ``loadgen_cpu_percent`` (the 4 load generators and the
+publisher, all on core 1) over the publishing window, percent of one core; a run whose load
+side passed 85 % (``loadgen_saturated``) measured the clients and does not meet the goal.
+Batched frames: our servers run the same load a second time with every client asking for
+``?batch_ms=50`` (``--batch-ms``); ``batch_gain`` = deliveries per server CPU-second batched /
+with one message per frame (goal >= 3).
+
 Baseline: ``bench.ws_baseline``, a minimal ``websockets`` server reading the same Redis
 pub/sub channels, same clients, same input, same run. Then memory per idle connection:
 server RSS before and after opening 10,000 (quick: 2,000) authenticated connections
