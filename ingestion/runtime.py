@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
+from collections.abc import Callable
 
 from django.conf import settings
+from django.db import close_old_connections
 
 from ingestion import metrics
 from ingestion.engine import Engine
@@ -71,20 +74,47 @@ async def rollup_forever(interval_s: float) -> None:
     A failing round is logged and the next one tries again: the rollup catches up on every
     closed session of its look-back window, so nothing is lost by a missed round.
     """
-    from channels.db import database_sync_to_async
-
     from ingestion.rollup import rollup_due
 
-    run = database_sync_to_async(rollup_due, thread_sensitive=False)
     while True:
         try:
-            result = await run()
+            result = await in_daemon_thread(rollup_due, name="daily-rollup")
         except Exception:
             logger.exception("daily rollup failed; retrying in %.0f s", interval_s)
         else:
             if result["rolled"]:
                 logger.info("daily rollup: %s", ", ".join(f"{r['exchange']} {r['date']}" for r in result["rolled"]))
         await asyncio.sleep(interval_s)
+
+
+def in_daemon_thread[T](func: Callable[[], T], *, name: str) -> asyncio.Future[T]:
+    """``func()`` (ORM code) in a daemon thread of its own, its result awaitable from the loop.
+
+    Unlike the loop's default executor, which ``asyncio.run`` joins on the way out, a daemon
+    thread never holds up a shutdown: the first rollup builds every exchange's calendar (about
+    20 s here, 10 of them KRX's lunar holidays), and Ctrl-C must not wait for that. Cancelling
+    the future abandons the result; an unfinished rollup's transaction is rolled back at exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result=None, error: BaseException | None = None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def target() -> None:
+        close_old_connections()
+        try:
+            outcome = {"result": func()}
+        except Exception as exc:
+            outcome = {"error": exc}
+        finally:
+            close_old_connections()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+            loop.call_soon_threadsafe(lambda: settle(**outcome))
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
 
 
 async def run_until_signalled(runtime: MarketRuntime, stop: asyncio.Event | None = None) -> None:
