@@ -58,7 +58,19 @@ _CLOSE = re.compile(rb'"close":([-0-9.eE]+)')
 _SENT_NS = re.compile(rb'"sent_ns":(\d+)\}')
 _SYMBOL_SEQ = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"[^}]*?"seq":(\d+)')
 _SYMBOL_CLOSE = re.compile(rb'\{"message_type":"data","symbol":"([^"]*)"[^}]*?"close":([-0-9.eE]+)')
+_DATA_HEAD = b'{"message_type":"data","symbol":"'
 _READ_BYTES = 1 << 20
+
+
+def one_text_frame(buf: bytearray) -> bool:
+    """True when ``buf`` holds exactly one complete, unfragmented text frame (7- or 16-bit length)."""
+    n = len(buf)
+    if n < 2 or buf[0] != 0x81:
+        return False
+    length = buf[1]
+    if length < 126:
+        return n == 2 + length
+    return length == 126 and n >= 4 and n == 4 + ((buf[2] << 8) | buf[3])
 
 
 def _read(path: str) -> bytes:
@@ -110,6 +122,28 @@ class Measure:
         sent = np.array([int(v) for _, part in self.latencies for v in part], dtype=np.int64)
         return now - sent
 
+    def take_one(self, c: Client, chunk: bytes, now: int) -> bool:
+        """One fan-out data message (symbol, seq, sent_ns) by plain searches: about half the cost of the scans.
+
+        False (nothing recorded) when the message is not laid out as the publisher writes it.
+        """
+        start = chunk.find(_DATA_HEAD) + len(_DATA_HEAD)
+        at_seq = chunk.rfind(b'"seq":')
+        at_sent = chunk.find(b',"sent_ns":', at_seq)
+        if at_seq < start or at_sent < 0:
+            return False
+        seq = chunk[at_seq + 6 : at_sent]
+        sent = chunk[at_sent + 11 : chunk.find(b"}", at_sent)]
+        if not (seq.isdigit() and sent.isdigit()):
+            return False
+        symbol = chunk[start : chunk.find(b'"', start)]
+        self.received += 1
+        self.last_ns = now
+        c.counts[symbol] += 1
+        c.last[symbol] = seq
+        self.latencies.append((now, (sent,)))
+        return True
+
     def run(self, control_fd: int, on_line) -> None:
         ep = self.ep
         # One read buffer for every socket: os.read(fd, 1 MiB) would allocate (mmap) 1 MiB per call.
@@ -147,16 +181,22 @@ class Measure:
                 now = time.time_ns()
                 buf = c.buf
                 buf += view[:got]
-                end, control = walk_frames(buf)
-                if not end:
+                if one_text_frame(buf):  # the common case at moderate rates: skip the frame walk
+                    chunk = bytes(buf)
+                    buf.clear()
+                else:
+                    end, control = walk_frames(buf)
+                    if not end:
+                        continue
+                    chunk = bytes(buf[:end])
+                    del buf[:end]
+                    for opcode, payload in control:
+                        if opcode == 9:
+                            os.write(fd, mask_frame(0xA, payload))
+                        elif opcode == 8:
+                            self.errors.append(f"client {c.index}: closed by server {payload[:2].hex()}")
+                if fanout and chunk.count(_DATA_HEAD) == 1 and self.take_one(c, chunk, now):
                     continue
-                chunk = bytes(buf[:end])
-                del buf[:end]
-                for opcode, payload in control:
-                    if opcode == 9:
-                        os.write(fd, mask_frame(0xA, payload))
-                    elif opcode == 8:
-                        self.errors.append(f"client {c.index}: closed by server {payload[:2].hex()}")
                 symbols = _DATA_SYMBOL.findall(chunk)
                 if not symbols:
                     continue
