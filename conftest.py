@@ -13,6 +13,26 @@ def _demo_settings_for_tests(settings):
     settings.SIM_FOLLOW_SESSIONS = False
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """Before the test database is dropped (``--create-db``, as CI runs), no session may stay on
+    it: the threads that outlive a test (asgiref's shared sync thread) give their connections
+    back, connections abandoned with a finished thread or event loop are collected (and closed),
+    and the history route's async pool is dropped; Django then closes its own pool."""
+    yield
+    import asyncio
+    import gc
+
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    from marketdata.api.history_route import close_history_pool
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+    asyncio.run(close_history_pool())
+    gc.collect()
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(email="user@example.com", password="pw-user-12345")

@@ -10,7 +10,7 @@ closes a deactivated, deleted, pending or rejected user's sockets with 4403; a t
 closes its socket with 4401 (checked every second). A client renews before expiry by sending
 ``{"message_type": "auth", "token": "<fresh access token>"}`` (the same user).
 
-Token checks run off the shared sync thread (``thread_sensitive=False``), so another user's
+Token checks run off the shared sync thread (``core.db.db_sync_to_async``), so another user's
 database work cannot hold a login up.
 """
 
@@ -21,8 +21,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
 from django.conf import settings
+
+from core.db import db_sync_to_async
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def _version_of(token) -> int:
 
 
 async def acheck_token(raw: str) -> TokenCheck:
-    return await database_sync_to_async(check_token, thread_sensitive=False)(raw)
+    return await db_sync_to_async(check_token)(raw)
 
 
 def user_standing(user) -> str | None:
@@ -172,9 +173,7 @@ class AccountWatch:
             if not live:
                 continue
             try:
-                found = await database_sync_to_async(standings, thread_sensitive=False)(
-                    sorted({c.user.pk for c in live})
-                )
+                found = await db_sync_to_async(standings)(sorted({c.user.pk for c in live}))
             except Exception:
                 logger.warning("re-checking websocket users failed", exc_info=True)
                 continue

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
+from core.db import db_sync_to_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class SymbolResolver:
             futures = {name: loop.create_future() for name in fetch}
             self._inflight.update(futures)
             try:
-                found = await database_sync_to_async(resolve_symbols, thread_sensitive=False)(fetch)
+                found = await db_sync_to_async(resolve_symbols)(fetch)
             except BaseException as exc:
                 for future in futures.values():
                     future.set_exception(exc)
