@@ -83,6 +83,9 @@ async def run_clients(symbols: dict[str, int], *, token: str, clients_n: int, ra
             **cpu,
         }
     )
+    # Server CPU per delivered update over the publishing window (deliveries after it are few).
+    server_cpu_s = cpu["server_cpu_percent"] / 100 * cpu["cpu_window_s"]
+    figures["server_cpu_us_per_msg"] = round(1e6 * server_cpu_s / max(figures["delivered"], 1), 2)
     return figures
 
 
