@@ -62,6 +62,7 @@ async def run_clients(symbols: dict[str, int], *, token: str, clients_n: int, ra
             pub = await fanout_run.publish(symbols, rate=rate, duration=duration)
             cpu = window.stop()
             await asyncio.sleep(2.0)
+            await lg.settle(quiet=0.5, within=60.0)  # late updates are late, not lost
             rss_after = server.rss_kib()
             result = await lg.stop()
         finally:

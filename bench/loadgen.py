@@ -3,7 +3,8 @@
 ``python -m bench.loadgen CONFIG.json`` opens the connections described in the config, each
 subscribing to its symbols, prints ``READY <open> <failed>`` on stdout once every connection
 has its ``Subscribed to`` replies, then counts every ``data`` message until a line ``STOP``
-arrives on stdin (``MARK`` resets the counters: the measured window starts). It then writes
+arrives on stdin (``MARK`` resets the counters: the measured window starts; ``COUNT`` prints
+``COUNT <data messages so far>``). It then writes
 ``<out>.json`` (per client and symbol: last seq and messages received; errors) and
 ``<out>.lat`` (int64 latencies in ns, fanout mode) and exits.
 
@@ -239,6 +240,9 @@ async def main(config_path: str) -> None:
             measure.reset()
             print("MARKED", flush=True)
             return None
+        if line == b"COUNT":
+            print(f"COUNT {measure.received}", flush=True)
+            return None
         return False if line in (b"STOP", b"") else None
 
     measure.run(sys.stdin.fileno(), on_line)
@@ -322,6 +326,33 @@ class LoadGenerators:
             await proc.stdin.drain()
         for proc in self.procs:
             await proc.stdout.readline()
+
+    async def received(self) -> int:
+        """Data messages received so far in the measured window, all processes."""
+        for proc in self.procs:
+            proc.stdin.write(b"COUNT\n")
+            await proc.stdin.drain()
+        total = 0
+        for proc in self.procs:
+            total += int((await proc.stdout.readline()).split()[1])
+        return total
+
+    async def settle(self, *, quiet: float, within: float) -> float:
+        """Wait until nothing has arrived for ``quiet`` s (or ``within`` s passed); returns the seconds waited.
+
+        After the publisher stops, a server that fell behind still delivers: its clients' final
+        prices arrive late, not never, and must not be counted as lost.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        last = await self.received()
+        while loop.time() - started < within:
+            await asyncio.sleep(quiet)
+            now = await self.received()
+            if now == last:
+                break
+            last = now
+        return loop.time() - started
 
     async def stop(self, within: float = 120.0) -> dict:
         """Stop every process; returns the merged summary (latencies as an int64 numpy array, ns)."""
