@@ -17,7 +17,9 @@ then pending, each still conflated per channel) leave as ONE text frame
 ``{"message_type":"batch","messages":[...]}`` at most every ``batch_ms``. The frame is the
 messages' own text joined, never parsed or re-encoded; replies still go first, each in its own
 frame, at once. Fewer frames is most of the saving: every frame costs the server a
-``transport.write`` (a system call) and the WebSocket framing.
+``transport.write`` (a system call) and the WebSocket framing. After a frame the outbox holds:
+updates only replace what waits, and the process's clock of its interval (``batchclock``) ends
+the window of all such outboxes at once, waking each sender once per frame.
 
 Back-pressure differs by server. uvicorn's ``send`` waits while the socket's buffer is
 above its high-water mark, so a slow client makes our sender wait and updates conflate here.
@@ -37,6 +39,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
+from marketdata.live.batchclock import BatchClock, batch_clock
+
 logger = logging.getLogger(__name__)
 
 BACKLOG_POLL_S = 0.02
@@ -51,14 +55,14 @@ class Outbox:
 
     # One per connection: slots keep an idle connection small (see README "Performance").
     __slots__ = (
-        "_next_batch",
+        "_books",
+        "_clock",
         "_resume_gap",
         "_resuming",
         "_send",
         "_snapshot_due",
         "_snapshot_seq",
         "_task",
-        "_timer",
         "_waiter",
         "backlog",
         "backlog_limit",
@@ -72,6 +76,7 @@ class Outbox:
         "max_pending",
         "max_replay",
         "max_replies",
+        "next_batch",
         "pending",
         "replay",
         "replies",
@@ -110,6 +115,9 @@ class Outbox:
         self._snapshot_due: set[str] | None = None
         # key -> seq of the snapshot queued for it: live updates not newer than it are dropped
         self._snapshot_seq: dict[str, int] | None = None
+        # True while one of the resume or snapshot books above may hold a key: offers then take
+        # the careful path (``_offer_booked``); otherwise the plain one, with nothing to look up.
+        self._books = False
         # The sender's wake-up: a bare future while it waits (an asyncio.Event carries a deque)
         self._waiter: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
@@ -121,16 +129,43 @@ class Outbox:
         self.conflated = 0
         self.dropped = 0
         # Batched frames: seconds between two batch frames (0: one message per frame), when the
-        # next one may go, and whether the sender is waiting for that moment (offers then do
-        # not wake it: they only replace what the batch will carry).
+        # next one may go, and whether the sender waits for its window to end (offers then do
+        # not wake it: they only replace what the batch will carry). The process's clock of that
+        # interval (``batchclock``) ends the window, for every client at once.
         self.batch_s = 0.0
-        self._next_batch = 0.0
+        self.next_batch = 0.0
         self.holding = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._clock: BatchClock | None = None
 
     # --- producers (never block) -----------------------------------------------------------------
     def offer(self, key: str, text: str) -> None:
-        """Queue a live update; replaces a pending update with the same key."""
+        """Queue a live update; replaces a pending update with the same key.
+
+        The hub calls this for every subscriber of every update: the plain path does one
+        lookup and one store. Replacing a pending update wakes nobody (its sender is already
+        awake or holding for the window).
+        """
+        if self._books:
+            self._offer_booked(key, text)
+            return
+        pending = self.pending
+        if key in pending:
+            pending[key] = text
+            self.conflated += 1
+        elif len(pending) < self.max_pending:
+            pending[key] = text
+            if not self.holding:
+                self._wake()
+        else:
+            self._drop()
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        if self.full_since is None:
+            self.full_since = time.monotonic()
+
+    def _offer_booked(self, key: str, text: str) -> None:
+        """``offer`` while a resume holds updates or a snapshot is due or was just sent."""
         if self._resuming and key in self._resuming:
             held = self._resuming[key]
             if len(held) < self.max_pending:
@@ -154,12 +189,12 @@ class Outbox:
         elif len(pending) < self.max_pending:
             pending[key] = text
         else:
-            self.dropped += 1
-            if self.full_since is None:
-                self.full_since = time.monotonic()
+            self._drop()
             return
         if self._snapshot_due:
             self._snapshot_due.discard(key)
+        if not (self._resuming or self._snapshot_seq or self._snapshot_due):
+            self._books = False
         if not self.holding:
             self._wake()
 
@@ -183,6 +218,7 @@ class Outbox:
         if self._snapshot_due is None:
             self._snapshot_due = set()
         self._snapshot_due.add(key)
+        self._books = True
 
     def snapshot(self, key: str, text: str, seq: int | None = None) -> None:
         """Queue a snapshot unless a (newer) live update for ``key`` came in since ``expect_snapshot``.
@@ -196,6 +232,7 @@ class Outbox:
                 if self._snapshot_seq is None:
                     self._snapshot_seq = {}
                 self._snapshot_seq[key] = seq
+                self._books = True
 
     def begin_resume(self, key: str) -> None:
         """Call before joining a group and reading its history: hold its live updates in order.
@@ -207,6 +244,7 @@ class Outbox:
         if self._resuming is None:
             self._resuming = {}
         self._resuming[key] = []
+        self._books = True
 
     def replay_room(self) -> int:
         """How many more updates the replay queue takes."""
@@ -234,6 +272,7 @@ class Outbox:
             if self._snapshot_seq is None:
                 self._snapshot_seq = {}
             self._snapshot_seq[key] = last_seq
+            self._books = True
         if replay and not self.holding:
             self._wake()
         gap = bool(self._resume_gap) and key in self._resume_gap
@@ -264,28 +303,38 @@ class Outbox:
     def set_batch(self, batch_ms: int) -> None:
         """Send data messages as one ``batch`` frame at most every ``batch_ms`` (0: one message per frame)."""
         self.batch_s = batch_ms / 1000
-        self._next_batch = 0.0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.next_batch = 0.0
+        self._unclock()
         if self.holding:
             self.holding = False
             self._wake()
 
-    def _batch_due(self) -> None:
-        self._timer = None
+    def release(self, next_batch: float) -> None:
+        """The batch clock's tick: the window has ended; send what waits now, the next frame at ``next_batch``."""
         self.holding = False
-        self._wake()
+        if self.pending or self.replay:
+            self.next_batch = next_batch
+            self._wake()
+
+    def _unclock(self) -> None:
+        if self._clock is not None:
+            self._clock.discard(self)
+            self._clock = None
 
     def _batch_text(self) -> str:
         """The ``batch`` frame of what waits: replayed messages in order, then pending ones (max_pending at most)."""
+        pending = self.pending
+        replay = self.replay
+        if not replay and len(pending) <= self.max_pending:  # the usual frame: everything pending
+            text = BATCH_HEAD + ",".join(pending.values()) + BATCH_TAIL
+            pending.clear()
+            self.full_since = None
+            return text
         parts: list[str] = []
         room = self.max_pending
-        replay = self.replay
         while replay and room:
             parts.append(replay.popleft()[1])
             room -= 1
-        pending = self.pending
         if pending and room:
             if len(pending) <= room:
                 parts.extend(pending.values())
@@ -301,9 +350,8 @@ class Outbox:
         self._task = asyncio.create_task(self._run(), name="ws-sender")
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._unclock()
+        self.holding = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):  # cancelled or already failed: nothing left to send
@@ -317,23 +365,28 @@ class Outbox:
         backlog = self.backlog
         limit = self.backlog_limit
         loop = asyncio.get_running_loop()
+        monotonic = time.monotonic
         try:
             while True:
                 if replies:
                     event = {"type": "websocket.send", "text": replies.popleft()}
                 elif self.batch_s and (pending or self.replay):
-                    now = loop.time()
-                    if now < self._next_batch:
-                        # Too soon after the last batch: wait for its window to end (replies
-                        # still wake the sender and go at once).
-                        self.holding = True
-                        if self._timer is None:
-                            self._timer = loop.call_at(self._next_batch, self._batch_due)
+                    if self.holding:
+                        # The window has not ended: the clock releases us (replies still wake
+                        # the sender and go at once).
                         self._waiter = loop.create_future()
                         await self._waiter
                         continue
-                    self._next_batch = now + self.batch_s
+                    now = loop.time()
+                    if self.next_batch <= now:  # the first after a quiet window goes at once
+                        self.next_batch = now + self.batch_s
                     event = {"type": "websocket.send", "text": self._batch_text()}
+                    # Hold until the window ends: updates meanwhile only replace what waits.
+                    self.holding = True
+                    clock = self._clock
+                    if clock is None:
+                        clock = self._clock = batch_clock(self.batch_s)
+                    clock.hold(self)
                 elif self.replay:
                     event = {"type": "websocket.send", "text": self.replay.popleft()[1]}
                 elif pending:
@@ -351,7 +404,7 @@ class Outbox:
                     self._waiter = loop.create_future()
                     await self._waiter
                     continue
-                self.busy_since = time.monotonic()
+                self.busy_since = monotonic()
                 await send(event)
                 if backlog is not None and backlog() > limit:
                     await self._drain(backlog, limit)

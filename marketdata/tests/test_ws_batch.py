@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import tracemalloc
 
 import orjson
@@ -13,6 +14,7 @@ from channels.testing import WebsocketCommunicator
 from core.request_id import RequestIdMiddleware
 from instruments.tests.factories import InstrumentFactory
 from marketapp.asgi import application
+from marketdata.live.batchclock import batch_clock
 from marketdata.live.hub import close_hub
 from marketdata.live.outbox import Outbox
 from marketdata.live.protocol import encode, quote_payload, quote_texts
@@ -143,6 +145,80 @@ async def test_a_batch_frame_holds_at_most_max_pending_messages_the_rest_follows
         [{"seq": 1}, {"seq": 2}, {"seq": 3}],
         [{"seq": 4}, {"seq": 5}, {"x": 1}],
     ]
+    await outbox.stop()
+
+
+async def test_batched_clients_share_one_timer_per_interval_not_one_each():
+    """Between windows an update only replaces what waits; one clock per interval ends the window for all.
+
+    Before: every batched outbox that had sent a frame armed a timer of its own (200 clients,
+    200 timers) and woke its sender twice per window.
+    """
+    loop = asyncio.get_running_loop()
+    sends = [Recorder() for _ in range(200)]
+    outboxes = [Outbox(send, max_pending=10, max_replies=10) for send in sends]
+    for i, outbox in enumerate(outboxes):
+        outbox.set_batch(40 if i % 2 else 60)
+        outbox.start()
+        outbox.offer("quote.1", '{"n":1}')
+    await settle()
+    assert all(len(send.texts) == 1 for send in sends)  # the first frame goes at once
+    timers = len([h for h in loop._scheduled if not h.cancelled()])
+    for outbox in outboxes:  # inside the window: held, nothing scheduled per client
+        outbox.offer("quote.1", '{"n":2}')
+        outbox.offer("quote.2", '{"m":2}')
+    await settle()
+    assert len([h for h in loop._scheduled if not h.cancelled()]) == timers <= 2  # one per interval
+    assert all(len(send.texts) == 1 for send in sends)
+    for _ in range(100):
+        if all(len(send.texts) == 2 for send in sends):
+            break
+        await asyncio.sleep(0.01)
+    assert all(messages(send.texts[1]) == [{"n": 2}, {"m": 2}] for send in sends)
+    for outbox in outboxes:
+        await outbox.stop()
+    assert not batch_clock(0.04).held and not batch_clock(0.06).held
+
+
+async def test_a_held_window_keeps_its_pace_and_a_quiet_client_sends_its_next_update_at_once():
+    send = Recorder()
+    outbox = Outbox(send, max_pending=10, max_replies=10)
+    outbox.set_batch(50)
+    outbox.start()
+    loop = asyncio.get_running_loop()
+    times = []
+    for i in range(4):  # busy: one frame a window, each at least 50 ms after the previous
+        outbox.offer("quote.1", f'{{"n":{i}}}')
+        for _ in range(500):
+            if len(send.texts) > i:
+                break
+            await asyncio.sleep(0.002)
+        times.append(loop.time())
+    assert len(send.texts) == 4
+    assert all(later - earlier >= 0.045 for earlier, later in itertools.pairwise(times))
+    await asyncio.sleep(0.15)  # quiet for more than a window: the clock let it go
+    assert not outbox.holding and not batch_clock(0.05).held
+    outbox.offer("quote.1", '{"n":9}')
+    await settle()
+    assert messages(send.texts[-1]) == [{"n": 9}]
+    await outbox.stop()
+
+
+async def test_updates_take_the_plain_path_once_the_snapshot_and_resume_books_are_empty():
+    send = Recorder()
+    outbox = Outbox(send, max_pending=10, max_replies=10, max_replay=100)
+    outbox.expect_snapshot("quote.1")
+    outbox.snapshot("quote.1", '{"seq":3}', seq=3)
+    outbox.offer("quote.1", '{"seq":3}')  # already in the snapshot: dropped
+    outbox.offer("quote.1", '{"seq":4}')
+    assert not outbox._books
+    outbox.begin_resume("quote.2")  # the books fill again: updates of quote.2 are held
+    outbox.offer("quote.2", '{"seq":8}')
+    assert outbox.end_resume("quote.2", ['{"seq":7}'], 7)
+    outbox.offer("quote.2", '{"seq":8}')  # replayed already: dropped
+    outbox.start()
+    await settle()
+    assert send.texts == ['{"seq":7}', '{"seq":8}', '{"seq":4}']  # the replay first, then the rest
     await outbox.stop()
 
 
