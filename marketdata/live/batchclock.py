@@ -4,10 +4,10 @@ A batched outbox (``Outbox.set_batch``) that has just sent a ``batch`` frame hol
 updates then only replace what its next frame will carry (``pending[key] = text``), with no
 wake-up, no future and no timer of its own. The clock of its interval ticks every
 ``interval`` seconds while some outbox holds, and at each tick releases the outboxes whose
-window has ended: those with something waiting get their sender woken to send one frame,
-the others go back to sending their next update at once. Under load that is one timer
-callback per interval for the whole process, and one sender wake-up per client and window,
-instead of a wake-up per update and a timer per client.
+window has ended: those with something waiting send one frame, from the tick itself when
+their sender is idle, the others go back to sending their next update at once. Under load
+that is one timer callback per interval for the whole process and no task wake-up at all,
+instead of a timer per client and two wake-ups of its sender per window.
 
 Ticks keep their phase (``tick + interval``): a client released at a tick may send again at
 the next one, so its frames are ``interval`` apart however late its sender ran. A late loop
@@ -17,8 +17,11 @@ skips the ticks it missed rather than firing them in a burst.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Protocol
+
+logger = logging.getLogger(__name__)
 
 
 class Held(Protocol):
@@ -62,7 +65,10 @@ class BatchClock:
         due = [outbox for outbox in held if outbox.next_batch <= tick]
         for outbox in due:
             held.discard(outbox)
-            outbox.release(following)
+            try:
+                outbox.release(following)
+            except Exception:
+                logger.exception("releasing a batched websocket outbox failed")
         if held:
             self._next = following
             self._handle = self._loop.call_at(following, self._tick)

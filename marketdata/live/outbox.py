@@ -19,7 +19,7 @@ messages' own text joined, never parsed or re-encoded; replies still go first, e
 frame, at once. Fewer frames is most of the saving: every frame costs the server a
 ``transport.write`` (a system call) and the WebSocket framing. After a frame the outbox holds:
 updates only replace what waits, and the process's clock of its interval (``batchclock``) ends
-the window of all such outboxes at once, waking each sender once per frame.
+the window of all such outboxes at once, sending each idle one's frame itself (``release``).
 
 Back-pressure differs by server. uvicorn's ``send`` waits while the socket's buffer is
 above its high-water mark, so a slow client makes our sender wait and updates conflate here.
@@ -57,6 +57,7 @@ class Outbox:
     __slots__ = (
         "_books",
         "_clock",
+        "_flight",
         "_resume_gap",
         "_resuming",
         "_send",
@@ -136,6 +137,8 @@ class Outbox:
         self.next_batch = 0.0
         self.holding = False
         self._clock: BatchClock | None = None
+        # A batch frame the clock began sending whose ``send`` had to wait: the sender waits for it
+        self._flight: asyncio.Task | None = None
 
     # --- producers (never block) -----------------------------------------------------------------
     def offer(self, key: str, text: str) -> None:
@@ -310,11 +313,50 @@ class Outbox:
             self._wake()
 
     def release(self, next_batch: float) -> None:
-        """The batch clock's tick: the window has ended; send what waits now, the next frame at ``next_batch``."""
+        """The batch clock's tick: the window has ended; send what waits now, the next frame at ``next_batch``.
+
+        When the sender is idle (no reply to send, no frame in flight) and the server's ``send``
+        never waits for the transport by itself (no ``backlog`` probe to poll), the frame is sent
+        from here, sparing the sender a wake-up per window.
+        """
         self.holding = False
-        if self.pending or self.replay:
-            self.next_batch = next_batch
+        if not (self.pending or self.replay):
+            return
+        self.next_batch = next_batch
+        if self._waiter is None or self.replies or self.backlog is not None or self._flight is not None:
             self._wake()
+            return
+        self.holding = True
+        self._clock.hold(self)
+        self._send_now({"type": "websocket.send", "text": self._batch_text()})
+
+    def _send_now(self, event: dict) -> None:
+        """Run ``send(event)`` here; one that has to wait (back-pressure) finishes in a task of its own."""
+        self.busy_since = time.monotonic()
+        coro = self._send(event)
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            self.busy_since = None
+            self.sent += 1
+            return
+        except Exception as exc:
+            self.busy_since = None
+            logger.debug("websocket send failed: %r", exc)
+            return
+        self._flight = asyncio.ensure_future(_Resumed(coro, first).wait())
+        self._flight.add_done_callback(self._landed)
+
+    def _landed(self, flight: asyncio.Task) -> None:
+        self._flight = None
+        self.busy_since = None
+        if flight.cancelled():
+            return
+        if flight.exception() is not None:
+            logger.debug("websocket send failed: %r", flight.exception())
+            return
+        self.sent += 1
+        self._wake()
 
     def _unclock(self) -> None:
         if self._clock is not None:
@@ -352,6 +394,8 @@ class Outbox:
     async def stop(self) -> None:
         self._unclock()
         self.holding = False
+        if self._flight is not None:
+            self._flight.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):  # cancelled or already failed: nothing left to send
@@ -368,6 +412,10 @@ class Outbox:
         monotonic = time.monotonic
         try:
             while True:
+                if self._flight is not None:  # a batch frame the clock began is still being sent
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                    continue
                 if replies:
                     event = {"type": "websocket.send", "text": replies.popleft()}
                 elif self.batch_s and (pending or self.replay):
@@ -423,6 +471,36 @@ class Outbox:
         # transport may already have one (the HTTP channel it was upgraded from).
         while backlog() > limit:  # noqa: ASYNC110
             await asyncio.sleep(BACKLOG_POLL_S)
+
+
+class _Resumed:
+    """Finishes, in a task, a coroutine whose first step ran by hand and yielded ``first`` (what it waits for)."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro, first) -> None:
+        self.coro = coro
+        self.first = first
+
+    async def wait(self) -> None:
+        await self
+
+    def __await__(self):
+        coro, waiting = self.coro, self.first
+        self.first = None
+        while True:
+            try:
+                yield waiting
+            except BaseException as exc:  # cancelled: the coroutine gets it where it waits
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = coro.send(None)
+                except StopIteration:
+                    return
 
 
 def _seq_of(text: str) -> int:

@@ -204,6 +204,58 @@ async def test_a_held_window_keeps_its_pace_and_a_quiet_client_sends_its_next_up
     await outbox.stop()
 
 
+async def test_the_clock_sends_a_held_frame_itself_without_waking_the_sender():
+    """Before: every window woke each client's sender task (a timer, then a wake-up to send)."""
+    send = Recorder()
+    outbox = Outbox(send, max_pending=10, max_replies=10)
+    outbox.set_batch(30)
+    outbox.start()
+    outbox.offer("quote.1", '{"n":1}')
+    await settle()
+    waiting = outbox._waiter  # the sender, idle after the first frame
+    assert len(send.texts) == 1 and waiting is not None and not waiting.done()
+    for i in range(2, 6):
+        outbox.offer("quote.1", f'{{"n":{i}}}')
+        for _ in range(200):
+            if len(send.texts) == i:
+                break
+            await asyncio.sleep(0.005)
+    assert [messages(t) for t in send.texts[1:]] == [[{"n": i}] for i in range(2, 6)]
+    assert outbox._waiter is waiting and not waiting.done()  # four frames, the sender never woke
+    assert outbox.sent == 5
+    await outbox.stop()
+
+
+async def test_a_frame_the_clock_sends_that_has_to_wait_finishes_before_the_next_reply():
+    release = asyncio.Event()
+    texts: list[str] = []
+
+    async def send(message):
+        if "batch" in message["text"] and len(texts) == 1:
+            await release.wait()  # the transport is full: this send waits
+        texts.append(message["text"])
+
+    outbox = Outbox(send, max_pending=10, max_replies=10)
+    outbox.set_batch(20)
+    outbox.start()
+    outbox.offer("quote.1", '{"n":1}')
+    await settle()
+    outbox.offer("quote.1", '{"n":2}')
+    for _ in range(100):
+        if outbox._flight is not None:
+            break
+        await asyncio.sleep(0.005)
+    assert outbox._flight is not None and outbox.busy_since is not None  # the watchdog sees it
+    assert outbox.reply('{"message_type":"pong"}')
+    await asyncio.sleep(0.05)
+    assert len(texts) == 1  # the reply waits for the frame in flight
+    release.set()
+    await settle()
+    assert messages(texts[1]) == [{"n": 2}] and texts[2] == '{"message_type":"pong"}'
+    assert outbox.busy_since is None and outbox.sent == 3
+    await outbox.stop()
+
+
 async def test_updates_take_the_plain_path_once_the_snapshot_and_resume_books_are_empty():
     send = Recorder()
     outbox = Outbox(send, max_pending=10, max_replies=10, max_replay=100)
