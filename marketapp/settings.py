@@ -131,14 +131,15 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'marketapp.sqlite3'}")}
 # Under ASGI every request's sync code runs in a fresh thread, so per-thread persistent
 # connections pile up (PostgreSQL ran out of them at 16 concurrent requests in the history
-# benchmark): no persistent connections. On PostgreSQL Django's pool (OPTIONS["pool"],
-# psycopg-pool) is on by default (DB_POOL=false: a connection per request): work off the event
-# loop gives its connection back after each call (core.db.db_sync_to_async) and a thread that
-# ends holding one gives it back (core.db.connect_pool_guard). SQLite has no pool. The hot
-# history reads have their own async pool (HISTORY_POOL_MAX_SIZE) in the fast route.
+# benchmark): no persistent connections. DB_POOL=true uses Django's pool on PostgreSQL
+# (OPTIONS["pool"], psycopg-pool): work off the event loop gives its connection back after each
+# call (core.db.db_sync_to_async) and a thread that ends holding one gives it back
+# (core.db.connect_pool_guard). Still off by default: with it on, persist_bars in a subprocess
+# wrote nothing and the connection-lost ingestion tests ran out of pooled connections. SQLite
+# has no pool. The hot history reads have their own async pool (HISTORY_POOL_MAX_SIZE).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DB_POOL = env.bool("DB_POOL", default=True)
+DB_POOL = env.bool("DB_POOL", default=False)
 if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django refuses both
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
