@@ -29,10 +29,20 @@ def test_the_dashboard_sends_its_last_seqs_on_reconnect_and_is_resumed(alice, br
     page.fill("#id_password", DEFAULT_PASSWORD)
     page.click("#sign-in")
     page.wait_for_url("**/live/")
+
+    def frames(select):
+        """Sync Playwright delivers frame events only inside its own calls: pump them, then look."""
+
+        def look():
+            page.wait_for_timeout(50)
+            return select()
+
+        return look
+
     last = page.locator(AAPL_LAST)
     wait_for(lambda: last.inner_text() not in ("", "—"), 5, "a first AAPL price")
     seen = wait_for(
-        lambda: [m["seq"] for m in received if m.get("symbol") == "AAPL" and m.get("message_type") == "data"],
+        frames(lambda: [m["seq"] for m in received if m.get("symbol") == "AAPL" and m.get("message_type") == "data"]),
         5,
         "an AAPL update",
     )
@@ -43,14 +53,14 @@ def test_the_dashboard_sends_its_last_seqs_on_reconnect_and_is_resumed(alice, br
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
 
     resubscribe = wait_for(
-        lambda: [m for m in sent if m.get("message_type") == "subscribe" and "since" in m and m["since"]],
+        frames(lambda: [m for m in sent if m.get("message_type") == "subscribe" and "since" in m and m["since"]]),
         8,
         "a subscribe frame with since",
     )[-1]
     assert resubscribe["since"]["NASDAQ:AAPL"] >= seen[-1]
     assert not any("@" in channel for channel in resubscribe["since"])  # bar channels carry no seq
     resumed = wait_for(
-        lambda: [m for m in received if m.get("message_type") == "resumed" and m["channel"] == "NASDAQ:AAPL"],
+        frames(lambda: [m for m in received if m.get("message_type") == "resumed" and m["channel"] == "NASDAQ:AAPL"]),
         8,
         "the server's resumed answer",
     )[-1]
