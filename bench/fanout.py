@@ -46,53 +46,18 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
     idle_n = args.idle or (2000 if quick else 10_000)
     kinds = args.servers.split(",")
     clients = spread(list(symbols), args.clients, 10)
-    runs: dict[str, dict] = {}
-    for kind in kinds:
-        profile = str(common.DATA_DIR / f"fanout-{kind}.{args.profile}") if args.profile else None
-        runs[kind] = await run_fanout(
-            kind,
-            symbols,
-            clients,
-            token=token,
-            rate=args.rate,
-            duration=duration,
-            processes=4,
-            drain=1.0 if quick else 2.0,
-            profile=profile,
-        )
-        report.print_table(f"fanout {kind}", list(runs[kind].items()))
-    # The same load again with batched frames: deliveries per server CPU-second, batched / not.
-    batched: dict[str, dict] = {}
-    if args.batch_ms:
-        for kind in (k for k in kinds if k != "baseline"):
-            batched[kind] = await run_fanout(
-                kind,
-                symbols,
-                clients,
-                token=token,
-                rate=args.rate,
-                duration=duration,
-                processes=4,
-                drain=1.0 if quick else 2.0,
-                batch_ms=args.batch_ms,
-            )
-            batched[kind]["batch_gain"] = batch_gain(batched[kind], runs[kind])
-            report.print_table(f"fanout {kind}, batch_ms={args.batch_ms}", list(batched[kind].items()))
-    # The same clients at a tenth of the load: where one core is not saturated (full mode only).
-    light: dict[str, dict] = {}
-    if not quick and args.light_rate:
-        for kind in kinds:
-            light[kind] = await run_fanout(
-                kind,
-                symbols,
-                clients,
-                token=token,
-                rate=args.light_rate,
-                duration=duration / 2,
-                processes=4,
-                drain=2.0,
-            )
-            report.print_table(f"fanout {kind} at {args.light_rate:g} updates/s", list(light[kind].items()))
+    results: dict[str, dict[str, dict]] = {}
+    for name, servers, load, title in run_plan(args, kinds, duration):
+        results[name] = {}
+        for kind in servers:
+            profiled = args.profile and name == "runs"  # one profile per server, of its main run
+            profile = str(common.DATA_DIR / f"fanout-{kind}.{args.profile}") if profiled else None
+            run = await run_fanout(kind, symbols, clients, token=token, processes=4, profile=profile, **load)
+            if name == "batched":
+                run["batch_gain"] = batch_gain(run, results["runs"][kind])
+            results[name][kind] = run
+            report.print_table(title.format(kind=kind), list(run.items()))
+    runs, batched, light = (results.get(name, {}) for name in ("runs", "batched", "light"))
     memory: dict[str, dict] = {}
     if not args.no_memory:
         for kind in kinds:
@@ -177,6 +142,26 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
             }
         },
     )
+
+
+def run_plan(args, kinds: list[str], duration: float) -> list[tuple[str, list[str], dict, str]]:
+    """The runs, in order: (results key, servers, load for ``run_fanout``, table title with ``{kind}``).
+
+    Every server at the full rate; ours again with batched frames (deliveries per server
+    CPU-second, batched / not); every server at a tenth of the load, where one core is not
+    saturated (full mode only).
+    """
+    full = {"rate": args.rate, "duration": duration, "drain": 1.0 if args.quick else 2.0}
+    plan = [("runs", kinds, full, "fanout {kind}")]
+    if args.batch_ms:
+        ours = [k for k in kinds if k != "baseline"]
+        plan.append(
+            ("batched", ours, {**full, "batch_ms": args.batch_ms}, f"fanout {{kind}}, batch_ms={args.batch_ms}")
+        )
+    if not args.quick and args.light_rate:
+        light = {"rate": args.light_rate, "duration": duration / 2, "drain": 2.0}
+        plan.append(("light", kinds, light, f"fanout {{kind}} at {args.light_rate:g} updates/s"))
+    return plan
 
 
 def batch_gain(batched: dict, single: dict) -> float | None:
