@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.utils.http import is_same_domain
 
-from marketdata.live.outbox import transport_backlog_probe
+from marketdata.live.outbox import raw_send, transport_backlog_probe
 from marketdata.ws_auth import MAX_TOKEN_CHARS, acheck_token, check_token, user_standing
 
 __all__ = ["MAX_TOKEN_CHARS", "user_for_token"]
@@ -129,16 +129,6 @@ class TransportBacklogMiddleware:
     async def __call__(self, scope, receive, send):
         scope = dict(scope, **{SCOPE_BACKLOG: transport_backlog_probe(send), SCOPE_RAW_SEND: raw_send(send)})
         return await self.inner(scope, receive, send)
-
-
-def raw_send(send):
-    """The server's own ``send`` under wrappers that set ``__wrapped__`` (at most eight deep)."""
-    for _ in range(8):
-        inner = getattr(send, "__wrapped__", None)
-        if inner is None:
-            break
-        send = inner
-    return send
 
 
 def WebSocketAuthMiddleware(inner):

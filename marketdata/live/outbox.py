@@ -518,6 +518,20 @@ def _seq_of(text: str) -> int:
         return -1
 
 
+def raw_send(send):
+    """The server's own ``send`` under wrappers that set ``__wrapped__`` (at most eight deep).
+
+    Here, below the middleware, so that both the probe and ``ws_middleware`` (which hands the
+    consumer this callable for its frames) unwrap the same way.
+    """
+    for _ in range(8):
+        inner = getattr(send, "__wrapped__", None)
+        if inner is None:
+            break
+        send = inner
+    return send
+
+
 def transport_backlog_probe(send) -> Callable[[], int] | None:
     """How many bytes the server still holds for this client, for servers whose send never waits.
 
@@ -526,13 +540,9 @@ def transport_backlog_probe(send) -> Callable[[], int] | None:
     plus ``_tempDataLen``. These are Twisted internals (stable for many years); when they
     are missing, or for any other server, this returns None and the sender relies on the
     server's own back-pressure. ASGI middleware that wraps ``send`` (the request id's) leaves
-    the server's callable in ``__wrapped__``, which is followed.
+    the server's callable in ``__wrapped__``, which is followed (``raw_send``).
     """
-    for _ in range(8):
-        inner = getattr(send, "__wrapped__", None)
-        if inner is None:
-            break
-        send = inner
+    send = raw_send(send)
     if not isinstance(send, functools.partial) or not send.args:
         return None
     protocol = send.args[0]
