@@ -48,6 +48,11 @@ def aapl(nasdaq):
 
 
 @pytest.fixture
+def msft(nasdaq):
+    return InstrumentFactory(symbol="MSFT", exchange=nasdaq)
+
+
+@pytest.fixture
 def reliance_nse(nse):
     return InstrumentFactory(symbol="RELIANCE", exchange=nse)
 

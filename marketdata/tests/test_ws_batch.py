@@ -9,17 +9,20 @@ import tracemalloc
 
 import orjson
 import pytest
-from channels.testing import WebsocketCommunicator
 
 from core.request_id import RequestIdMiddleware
-from instruments.tests.factories import InstrumentFactory
-from marketapp.asgi import application
 from marketdata.live.batchclock import batch_clock
-from marketdata.live.hub import close_hub
 from marketdata.live.outbox import Outbox
 from marketdata.live.protocol import encode, quote_payload, quote_texts
-from marketdata.live.store.redis import RedisTickStore
-from marketdata.tests.ws_support import access_token, make_engine, now_ms, redis_layer_settings, redis_url, tick
+from marketdata.tests.ws_support import (
+    connect_as,
+    empty_store,
+    make_engine,
+    now_ms,
+    receive,
+    tick,
+    use_redis_layer,
+)
 from marketdata.ws_middleware import SCOPE_RAW_SEND, TransportBacklogMiddleware
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,36 +30,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def redis_layer(settings):
-    settings.REDIS_URL = redis_url()
-    settings.CHANNEL_LAYERS = redis_layer_settings(settings.REDIS_URL)
-    settings.LIVE_RESUME_HISTORY_LEN = 20
-    settings.LIVE_RESUME_HISTORY_AGE_S = 60
+    use_redis_layer(settings, LIVE_RESUME_HISTORY_LEN=20, LIVE_RESUME_HISTORY_AGE_S=60)
 
 
 @pytest.fixture
 async def store():
-    store = RedisTickStore(redis_url(), history_len=20, history_age_s=60)
-    await store.redis.flushdb()
-    yield store
-    await close_hub()
-    await store.redis.flushdb()
-    await store.close()
-
-
-@pytest.fixture
-def msft(nasdaq):
-    return InstrumentFactory(symbol="MSFT", exchange=nasdaq)
-
-
-async def connect(user, query: str = "") -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, f"/ws?token={access_token(user)}{query}")
-    connected, _ = await communicator.connect(timeout=10)
-    assert connected
-    return communicator
-
-
-async def receive(communicator) -> dict:
-    return await communicator.receive_json_from(timeout=5)
+    async with empty_store(history_len=20, history_age_s=60) as store:
+        yield store
 
 
 async def subscribed(communicator, *names: str, **extra) -> None:
@@ -278,8 +258,8 @@ async def test_updates_take_the_plain_path_once_the_snapshot_and_resume_books_ar
 async def test_batch_ms_in_the_query_batches_snapshots_and_updates_conflated(store, user, aapl, msft):
     engine = await make_engine(store, aapl, msft)
     await engine.process([tick(aapl, 100.0), tick(msft, 200.0)])
-    batched = await connect(user, "&batch_ms=1000")
-    plain = await connect(user)
+    batched = await connect_as(user, "&batch_ms=1000")
+    plain = await connect_as(user)
     for communicator in (batched, plain):
         await subscribed(communicator, "AAPL", "MSFT")
     snapshots = (await receive(batched))["messages"]  # the first batch goes at once
@@ -318,7 +298,7 @@ async def test_batch_ms_in_the_query_batches_snapshots_and_updates_conflated(sto
 
 async def test_the_options_message_turns_batching_on_and_off(store, user, aapl):
     engine = await make_engine(store, aapl)
-    client = await connect(user)
+    client = await connect_as(user)
     await client.send_json_to({"message_type": "options", "batch_ms": 1000})
     assert await receive(client) == {"message_type": "info", "message": "Batching every 1000 ms", "batch_ms": 1000}
     await subscribed(client, "AAPL")
@@ -350,7 +330,7 @@ async def test_the_options_message_turns_batching_on_and_off(store, user, aapl):
     ],
 )
 async def test_bad_options_get_invalid_option_and_the_socket_stays_open(store, user, options):
-    client = await connect(user)
+    client = await connect_as(user)
     await client.send_json_to({"message_type": "options", **options})
     error = await receive(client)
     assert (error["message_type"], error["code"]) == ("error", "invalid_option")
@@ -362,7 +342,7 @@ async def test_bad_options_get_invalid_option_and_the_socket_stays_open(store, u
 @pytest.mark.parametrize("value", ["abc", "-5", "1001", "2.5", "", "99999"])
 async def test_a_bad_batch_ms_in_the_query_gets_the_error_and_plain_frames(store, user, aapl, value):
     engine = await make_engine(store, aapl)
-    client = await connect(user, f"&batch_ms={value}")
+    client = await connect_as(user, f"&batch_ms={value}")
     error = await receive(client)
     assert (error["message_type"], error["code"]) == ("error", "invalid_option")
     await subscribed(client, "AAPL")
@@ -376,7 +356,7 @@ async def test_a_resume_in_a_batch_is_ordered_and_gapless(store, user, aapl):
     engine = await make_engine(store, aapl)
     for i in range(9):
         await engine.process([tick(aapl, 100.0 + i, ts=now_ms() + i)])
-    client = await connect(user, "&batch_ms=200")
+    client = await connect_as(user, "&batch_ms=200")
     await subscribed(client, "AAPL", since={"AAPL": 5})
     resumed = await receive(client)
     assert (resumed["message_type"], resumed["recovered"], resumed["replayed"]) == ("resumed", True, 4)
@@ -390,7 +370,7 @@ async def test_a_resume_in_a_batch_is_ordered_and_gapless(store, user, aapl):
 
 async def test_the_seed_protocol_ignores_batch_ms(store, user, aapl):
     engine = await make_engine(store, aapl)
-    client = await connect(user, "&batch_ms=500")
+    client = await connect_as(user, "&batch_ms=500")
     await client.send_json_to({"message_type": 1, "channel": "AAPL"})
     assert (await receive(client))["message_type"] == 10
     for i in range(2):
@@ -404,7 +384,7 @@ async def test_the_seed_protocol_ignores_batch_ms(store, user, aapl):
 async def test_a_snapshot_is_encoded_once_for_every_client_subscribing(store, user, aapl):
     engine = await make_engine(store, aapl)
     await engine.process([tick(aapl, 185.0)])
-    clients = [await connect(user) for _ in range(3)]
+    clients = [await connect_as(user) for _ in range(3)]
     built = quote_texts.built
     for client in clients:
         await subscribed(client, "AAPL")

@@ -15,29 +15,30 @@ from instruments.tests.factories import InstrumentFactory
 from marketapp.asgi import application
 from marketdata.live.hub import close_hub, get_hub
 from marketdata.live.protocol import encode, quote_group, quote_payload
-from marketdata.live.store.redis import RedisTickStore
 from marketdata.live.types import MINUTE_MS
-from marketdata.tests.ws_support import access_token, make_engine, now_ms, redis_layer_settings, redis_url, tick
+from marketdata.tests.ws_support import (
+    access_token,
+    connect,
+    empty_store,
+    make_engine,
+    now_ms,
+    receive,
+    tick,
+    use_redis_layer,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
 def redis_layer(settings):
-    settings.REDIS_URL = redis_url()
-    settings.CHANNEL_LAYERS = redis_layer_settings(settings.REDIS_URL)
-    settings.WS_AUTH_TIMEOUT_S = 0.5
+    use_redis_layer(settings, WS_AUTH_TIMEOUT_S=0.5)
 
 
 @pytest.fixture
 async def store():
-    """The Redis tick store the consumers read snapshots from, emptied first; hubs closed after."""
-    store = RedisTickStore(redis_url())
-    await store.redis.flushdb()
-    yield store
-    await close_hub()
-    await store.redis.flushdb()
-    await store.close()
+    async with empty_store() as store:
+        yield store
 
 
 @pytest.fixture
@@ -45,19 +46,8 @@ def token(user):
     return access_token(user)
 
 
-async def connect(path="/ws", headers=None) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, path, headers=headers)
-    connected, _ = await communicator.connect(timeout=3)
-    assert connected
-    return communicator
-
-
 async def authed(token) -> WebsocketCommunicator:
     return await connect(f"/ws?token={token}")
-
-
-async def receive(communicator) -> dict:
-    return await communicator.receive_json_from(timeout=3)
 
 
 async def expect_closed(communicator, code: int) -> None:

@@ -6,49 +6,42 @@ import asyncio
 
 import orjson
 import pytest
-from channels.testing import WebsocketCommunicator
 
-from instruments.tests.factories import InstrumentFactory
-from marketapp.asgi import application
 from marketdata.live.hub import close_hub
 from marketdata.live.outbox import Outbox
 from marketdata.live.protocol import encode, quote_payload
 from marketdata.live.store.redis import RedisTickStore
 from marketdata.live.types import Quote
-from marketdata.tests.ws_support import access_token, make_engine, now_ms, redis_layer_settings, redis_url, tick
+from marketdata.tests.ws_support import (
+    connect_as,
+    empty_store,
+    make_engine,
+    now_ms,
+    receive,
+    redis_url,
+    tick,
+    use_redis_layer,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
 def redis_layer(settings):
-    settings.REDIS_URL = redis_url()
-    settings.CHANNEL_LAYERS = redis_layer_settings(settings.REDIS_URL)
-    settings.LIVE_RESUME_HISTORY_LEN = 20
-    settings.LIVE_RESUME_HISTORY_AGE_S = 60
+    use_redis_layer(settings, LIVE_RESUME_HISTORY_LEN=20, LIVE_RESUME_HISTORY_AGE_S=60)
 
 
 @pytest.fixture
 async def store():
-    store = RedisTickStore(redis_url(), history_len=20, history_age_s=60)
-    await store.redis.flushdb()
-    yield store
-    await close_hub()
-    await store.redis.flushdb()
-    await store.close()
+    async with empty_store(history_len=20, history_age_s=60) as store:
+        yield store
 
 
 @pytest.fixture
 async def client(user):
-    communicator = WebsocketCommunicator(application, f"/ws?token={access_token(user)}")
-    connected, _ = await communicator.connect(timeout=3)
-    assert connected
+    communicator = await connect_as(user)
     yield communicator
     await communicator.disconnect()
-
-
-async def receive(communicator) -> dict:
-    return await communicator.receive_json_from(timeout=3)
 
 
 async def trade(engine, instrument, n: int, start: float = 100.0) -> None:
@@ -136,11 +129,6 @@ async def test_a_seq_ahead_of_the_server_is_not_recovered(store, client, aapl):
     assert (snapshot["message_type"], snapshot["seq"], snapshot["recovered"]) == ("snapshot", 2, False)
 
 
-@pytest.fixture
-def msft(nasdaq):
-    return InstrumentFactory(symbol="MSFT", exchange=nasdaq)
-
-
 async def test_channels_without_since_in_the_same_frame_get_their_plain_snapshot(store, client, aapl, msft):
     engine = await make_engine(store, aapl, msft)
     await trade(engine, aapl, 3)
@@ -201,8 +189,7 @@ async def test_the_embedded_mode_resumes_from_the_memory_store(settings, user, a
     engine = await make_engine(get_tick_store(), aapl)
     await trade(engine, aapl, 4)
     try:
-        communicator = WebsocketCommunicator(application, f"/ws?token={access_token(user)}")
-        assert (await communicator.connect(timeout=3))[0]
+        communicator = await connect_as(user)
         await communicator.send_json_to({"message_type": "subscribe", "channels": ["AAPL"], "since": {"AAPL": 1}})
         await receive(communicator)
         assert (await receive(communicator))["recovered"] is True

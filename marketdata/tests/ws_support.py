@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import struct
 import time
+from collections.abc import AsyncIterator
 
 import orjson
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from ingestion.engine import Engine, InstrumentMeta
+from marketdata.live.hub import close_hub
 from marketdata.live.protocol import ChannelLayerPublisher
 from marketdata.live.store.redis import RedisTickStore
 from marketdata.live.types import Tick
@@ -33,6 +37,52 @@ def redis_layer_settings(url: str, prefix: str = LAYER_PREFIX) -> dict:
             "CONFIG": {"hosts": [url], "prefix": prefix},
         }
     }
+
+
+# The communicators' waits only bound a failing test: generous, for a machine busy with other runs.
+CONNECT_TIMEOUT_S = 10
+RECEIVE_TIMEOUT_S = 5
+
+
+def use_redis_layer(settings, **overrides) -> None:
+    """Point the ``settings`` fixture at the test Redis and its pub/sub layer, then set ``overrides``."""
+    settings.REDIS_URL = redis_url()
+    settings.CHANNEL_LAYERS = redis_layer_settings(settings.REDIS_URL)
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+
+
+@contextlib.asynccontextmanager
+async def empty_store(**options) -> AsyncIterator[RedisTickStore]:
+    """The Redis tick store the consumers read snapshots from, emptied first; hubs closed after."""
+    store = RedisTickStore(redis_url(), **options)
+    await store.redis.flushdb()
+    try:
+        yield store
+    finally:
+        await close_hub()
+        await store.redis.flushdb()
+        await store.close()
+
+
+async def connect(path: str = "/ws", headers=None) -> WebsocketCommunicator:
+    """A communicator on the real ASGI application, connected (the handshake must succeed)."""
+    from marketapp.asgi import application  # on use: the module starts the snapshot publisher
+
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await communicator.connect(timeout=CONNECT_TIMEOUT_S)
+    assert connected
+    return communicator
+
+
+async def connect_as(user, query: str = "") -> WebsocketCommunicator:
+    """``connect`` with ``user``'s access token in the query string, then ``query``."""
+    return await connect(f"/ws?token={access_token(user)}{query}")
+
+
+async def receive(communicator) -> dict:
+    """The next JSON frame."""
+    return await communicator.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
 
 
 def access_token(user) -> str:
