@@ -6,14 +6,9 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -23,8 +18,8 @@ from websockets.asyncio.client import connect
 from core.log_format import JsonFormatter
 from core.request_id import RequestIdMiddleware, request_id_get
 from marketapp.asgi import application
-from marketdata.tests.test_ws_server import BASE_DIR, _database_url, _free_port
-from marketdata.tests.ws_support import LAYER_PREFIX, access_token, redis_url
+from marketdata.tests.servers import Server
+from marketdata.tests.ws_support import access_token
 
 
 def _header(headers, name: bytes) -> str | None:
@@ -101,61 +96,6 @@ def test_an_unknown_log_format_is_a_clear_error(tmp_path):
 
 
 # --- real processes ---------------------------------------------------------------------------------
-class _JsonServer:
-    """A server process with LOG_FORMAT=json; its stderr is kept apart from its stdout."""
-
-    def __init__(self, kind: str) -> None:
-        self.port = _free_port()
-        self.stderr = tempfile.NamedTemporaryFile(prefix=f"json-{kind}-", suffix=".log", delete=False)  # noqa: SIM115
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "marketdata.tests.ws_server_settings",
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": redis_url(),
-            "WS_TEST_LAYER_PREFIX": LAYER_PREFIX,
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "INFO",
-        }
-        if kind == "runmarket":
-            cmd = [sys.executable, "manage.py", "runmarket", "--port", str(self.port)]
-        else:
-            cmd = [sys.executable, "-m", "uvicorn", "marketapp.asgi:application", "--host", "127.0.0.1"]
-            cmd += ["--port", str(self.port), "--lifespan", "off", "--log-level", "info"]
-        self.proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr)
-        self.wait_for(lambda: self._answers(), f"{kind} to serve")
-
-    def _answers(self) -> bool:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/no/such/path", timeout=1)
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"exited: {self.output()}") from None
-            return False
-        return True
-
-    def wait_for(self, condition, what: str, within: float = 60) -> None:
-        deadline = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"waited for {what}: {self.output()[-3000:]}")
-            time.sleep(0.2)
-
-    def output(self) -> str:
-        return Path(self.stderr.name).read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.stderr.close()
-        os.unlink(self.stderr.name)
-
-
 def _get(port: int, path: str, request_id: str) -> tuple[int, str | None]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"X-Request-ID": request_id})
     try:
@@ -169,7 +109,13 @@ def _get(port: int, path: str, request_id: str) -> tuple[int, str | None]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("kind", ["uvicorn", "runmarket"])
 async def test_json_logs_of_a_real_server_carry_request_ids_and_no_token(kind, user):
-    server = await asyncio.to_thread(_JsonServer, kind)
+    server = await asyncio.to_thread(
+        Server,
+        kind,
+        options=["--lifespan", "off", "--log-level", "info"],
+        env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"},
+        stdout=False,  # every line of the log is one JSON object
+    )
     token = await asyncio.to_thread(access_token, user)
     try:
         status, echoed = await asyncio.to_thread(

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
-from django.conf import settings as django_settings
 from websockets.asyncio.client import connect
 
 from ingestion.metrics import SNAPSHOT_PREFIX
 from marketdata.live.store.redis import RedisTickStore
+from marketdata.tests.servers import Server, children
 from marketdata.tests.ws_support import (
-    LAYER_PREFIX,
     access_token,
     make_engine,
     redis_layer_settings,
@@ -31,34 +26,7 @@ from marketdata.tests.ws_support import (
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-BASE_DIR = Path(django_settings.BASE_DIR)
 WORKERS = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _database_url() -> str:
-    db = django_settings.DATABASES["default"]
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _children(pid: int) -> set[int]:
-    """Direct child processes of ``pid`` (uvicorn's workers under its supervisor)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 def _socket_inode(server_port: int, client_port: int) -> str | None:
@@ -92,43 +60,16 @@ def _serving_pid(pids: set[int], server_port: int, client_port: int) -> int | No
 @pytest.fixture
 def uvicorn_workers(django_db_setup):
     """``uvicorn --workers 2`` with the hardened flags of the README, on the test database and Redis."""
-    port = _free_port()
-    log = tempfile.NamedTemporaryFile(prefix="uvicorn-workers-", suffix=".log", delete=False)  # noqa: SIM115
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "marketdata.tests.ws_server_settings",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": redis_url(),
-        "WS_TEST_LAYER_PREFIX": LAYER_PREFIX,
-        "METRICS_SNAPSHOT_INTERVAL_S": "0.5",
-    }
-    cmd = [sys.executable, "-m", "uvicorn", "marketapp.asgi:application", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--workers", str(WORKERS), "--ws-max-size", "65536", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(
+        "uvicorn",
+        workers=WORKERS,
+        options=["--ws-max-size", "65536", "--log-level", "warning"],
+        env={"METRICS_SNAPSHOT_INTERVAL_S": "0.5"},
+    )
     try:
-        deadline = time.monotonic() + 60
-        while len(_children(proc.pid) - {proc.pid}) < WORKERS or not _listening(port):
-            assert proc.poll() is None, Path(log.name).read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, Path(log.name).read_text(errors="replace")[-3000:]
-            time.sleep(0.2)
-        yield proc, port
+        yield server.proc, server.port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        os.unlink(log.name)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
+        server.stop()
 
 
 @pytest.fixture
@@ -159,7 +100,7 @@ async def test_two_workers_each_fan_out_a_published_update_and_publish_their_met
     uvicorn_workers, store, user, aapl
 ):
     proc, port = uvicorn_workers
-    workers = _children(proc.pid)
+    workers = children(proc.pid)
     url = f"ws://127.0.0.1:{port}/ws?token={access_token(user)}"
     by_worker: dict[int, object] = {}
     spare = []

@@ -11,7 +11,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from marketdata.live.store.redis import RedisTickStore
-from marketdata.tests.test_ws_server import Server
+from marketdata.tests.servers import Server
 from marketdata.tests.ws_support import access_token, make_engine, redis_layer_settings, redis_url, tick
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import orjson
 import pytest
 import websockets
-from django.conf import settings as django_settings
 from websockets.asyncio.client import connect
 
 from exchanges.tests.factories import ExchangeFactory
@@ -23,8 +16,8 @@ from instruments.tests.factories import InstrumentFactory
 from marketdata.live.protocol import ChannelLayerPublisher, encode, quote_group, quote_payload
 from marketdata.live.store.redis import RedisTickStore
 from marketdata.live.types import Quote
+from marketdata.tests.servers import STUCK_TIMEOUT_S, Server
 from marketdata.tests.ws_support import (
-    LAYER_PREFIX,
     RawWebSocket,
     access_token,
     make_engine,
@@ -35,79 +28,6 @@ from marketdata.tests.ws_support import (
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-BASE_DIR = Path(django_settings.BASE_DIR)
-STUCK_TIMEOUT_S = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _database_url() -> str:
-    """The pytest-django test database, for another process."""
-    db = django_settings.DATABASES["default"]
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class Server:
-    """An ASGI server process serving ``marketapp.asgi:application`` on a free port."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.port = _free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix=f"ws-{kind}-", suffix=".log", delete=False)  # noqa: SIM115
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "marketdata.tests.ws_server_settings",
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": redis_url(),
-            "WS_TEST_LAYER_PREFIX": LAYER_PREFIX,
-            "WS_STUCK_TIMEOUT_S": str(STUCK_TIMEOUT_S),
-        }
-        app = "marketapp.asgi:application"
-        if kind == "daphne":
-            cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app]
-        else:
-            cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port)]
-            cmd += ["--lifespan", "off", "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{kind} exited: {self.output()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{kind} did not start: {self.output()}") from None
-                time.sleep(0.1)
-
-    def url(self, token: str | None = None) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws" + (f"?token={token}" if token else "")
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS")
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")[-5000:]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +166,7 @@ async def test_a_client_that_stops_reading_never_delays_a_fast_one(servers, kind
         slow_data, ending = await _drain(slow, limit_s=10)
         slow.close()
 
-    log = server.output()
+    log = server.tail()
     summary = (
         f"{kind}: {rounds} rounds, {offered_bytes / 2**20:.1f} MiB offered to the slow client, which got "
         f"{slow.received_bytes / 2**20:.2f} MiB ({slow_data} data messages) and ended with {ending}; fast client: "

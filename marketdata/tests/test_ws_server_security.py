@@ -3,61 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import struct
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
-from marketdata.tests.test_ws_server import BASE_DIR, _database_url, _free_port
-from marketdata.tests.ws_support import LAYER_PREFIX, RawWebSocket, access_token, redis_url
+from marketdata.tests.servers import Server
+from marketdata.tests.ws_support import RawWebSocket, access_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-class Proc:
-    def __init__(self, cmd: list[str], port: int, settings_module: str) -> None:
-        self.port = port
-        self.log = tempfile.NamedTemporaryFile(prefix="ws-sec-", suffix=".log", delete=False)  # noqa: SIM115
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": settings_module,
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": redis_url(),
-            "WS_TEST_LAYER_PREFIX": LAYER_PREFIX,
-        }
-        self.proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"exited: {self.output()}")
-            try:
-                import socket
-
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"did not start: {self.output()}") from None
-                time.sleep(0.2)
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
 
 
 async def _big_frame_close_code(port: int, size: int) -> int | None:
@@ -89,21 +43,22 @@ async def _big_frame_close_code(port: int, size: int) -> int | None:
 
 
 async def test_runmarket_limits_the_transport_frame_size(transactional_db):
-    port = _free_port()
-    cmd = [sys.executable, "manage.py", "runmarket", "--port", str(port)]
-    server = await asyncio.to_thread(Proc, cmd, port, "marketdata.tests.ws_server_settings")
+    server = await asyncio.to_thread(Server, "runmarket")
     try:
         # 1 MiB > WS_MAX_FRAME_BYTES (64 KiB): uvicorn itself refuses it (1009) before buffering it.
-        assert await _big_frame_close_code(port, 1024 * 1024) == 1009
+        assert await _big_frame_close_code(server.port, 1024 * 1024) == 1009
     finally:
         await asyncio.to_thread(server.stop)
 
 
 async def test_uvicorn_does_not_log_the_query_token(user):
-    port = _free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "marketapp.asgi:application", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--lifespan", "off", "--log-level", "info"]
-    server = await asyncio.to_thread(Proc, cmd, port, "marketdata.tests.ws_log_settings")
+    server = await asyncio.to_thread(
+        Server,
+        "uvicorn",
+        options=["--lifespan", "off", "--log-level", "info"],
+        settings_module="marketdata.tests.ws_log_settings",
+    )
+    port = server.port
     token = await asyncio.to_thread(access_token, user)
     try:
         async with connect(f"ws://127.0.0.1:{port}/ws?token={token}&x=1") as ws:
