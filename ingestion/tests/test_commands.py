@@ -5,72 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from exchanges.tests.factories import ExchangeFactory
-from ingestion.models import Provider
 from ingestion.runtime import MarketRuntime, run_until_signalled
-from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFactory
+from ingestion.tests.factories import ProviderFactory
+from ingestion.tests.support import ROOT, redis_db, sim_exchange, stop_process, wait_for
 from instruments.reference_data import DEFAULT_ADMIN_EMAIL, DEMO_PRICES
-from instruments.tests.factories import InstrumentFactory
+from marketdata.tests.servers import database_url, free_port
 
-ROOT = Path(settings.BASE_DIR)
-FAST_SIM = {"seed": 3, "ticks_per_second": 20, "tick_interval_ms": 50, "follow_sessions": False}
-
-
-def _sim_exchange() -> list[int]:
-    """The SIM provider on one exchange with two instruments."""
-    sim = ProviderFactory(code="SIM", kind=Provider.Kind.SIMULATED, settings=FAST_SIM)
-    exchange = ExchangeFactory(code="XNAS")
-    ExchangeProviderMappingFactory(exchange=exchange, provider=sim, is_primary=True, priority=10)
-    return [InstrumentFactory(exchange=exchange, symbol=s).id for s in ("AAA", "BBB")]
-
-
-def wait_for(predicate, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def stop_process(process: subprocess.Popen, within: float = 10.0) -> int:
-    """SIGINT (Ctrl-C) and the exit code; a process that does not stop in time is killed and fails."""
-    process.send_signal(signal.SIGINT)
-    try:
-        return process.wait(timeout=within)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise AssertionError(f"did not stop within {within} s of SIGINT") from None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def redis_db():
-    """The test Redis database, empty before and after."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+__all__ = ["redis_db"]  # the fixture, from the support module
 
 
 @pytest.mark.django_db
@@ -82,7 +32,7 @@ def test_ingest_refuses_unknown_provider_codes():
 
 @pytest.mark.django_db(transaction=True)
 async def test_the_runtime_streams_until_told_to_stop(redis_db):
-    ids = await sync_to_async(_sim_exchange)()
+    ids = await sync_to_async(sim_exchange)()
     runtime = MarketRuntime(provider_codes=["SIM"], with_saver=True, refresh_s=0.2)
     stop = asyncio.Event()
     running = asyncio.create_task(run_until_signalled(runtime, stop))
@@ -101,16 +51,10 @@ async def test_the_runtime_streams_until_told_to_stop(redis_db):
     await runtime.store.close()
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_ingest_streams_into_redis_and_stops_cleanly_on_ctrl_c(tmp_path, redis_db):
-    ids = _sim_exchange()
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO"}
+    ids = sim_exchange()
+    env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO"}
     log = tmp_path / "ingest.log"
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -16,14 +16,15 @@ from ingestion.diagnostics import stream_diagnosis
 from ingestion.models import Provider
 from ingestion.streams.keys import lease_key, stop_key
 from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFactory, ProviderInstrumentMappingFactory
-from ingestion.tests.test_commands import FAST_SIM, ROOT, _database_url, _sim_exchange, redis_db, stop_process, wait_for
+from ingestion.tests.support import FAST_SIM, ROOT, redis_db, sim_exchange, stop_process, wait_for
 from instruments.tests.factories import InstrumentFactory
+from marketdata.tests.servers import database_url
 
-__all__ = ["redis_db"]  # the fixture, shared with test_commands
+__all__ = ["redis_db"]  # the fixture, from the support module
 
 
 def _ingest(tmp_path, *args: str) -> tuple[subprocess.Popen, object]:
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO"}
     env["STREAM_STATUS_INTERVAL_S"] = "0.3"
     log = tmp_path / "ingest.log"
     out = log.open("w")
@@ -84,7 +85,7 @@ def test_the_diagnosis_names_each_cause():
 def test_a_stream_under_ingest_shows_running_in_the_status_api_and_stopped_after_exit(
     tmp_path, redis_db, admin_api_client
 ):
-    _sim_exchange()
+    sim_exchange()
     sim = Provider.objects.get(code="SIM")
     ProviderFactory(code="SIM9", settings=FAST_SIM)  # streamed by "another worker": left alone
     redis_db.set(lease_key("SIM9"), "celery@elsewhere:7")

@@ -16,11 +16,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import orjson
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -29,19 +27,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exchanges.tests.factories import ExchangeFactory
 from ingestion import metrics as figures
-from ingestion.models import Provider
 from ingestion.runtime import MarketRuntime
 from ingestion.streams.keys import lease_key
-from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFactory
+from ingestion.tests.support import ROOT, redis_db, sim_exchange
 from instruments.tests.factories import InstrumentFactory
 from marketapp.metrics import METRICS, exported_sample_names
 from marketdata.consumers import MarketDataConsumer
 from marketdata.live.hub import close_hub
 from marketdata.live.protocol import ChannelLayerPublisher, quote_group
+from marketdata.tests.servers import database_url
 from marketdata.tests.ws_support import access_token, redis_layer_settings, redis_url
 
-ROOT = Path(settings.BASE_DIR)
-FAST_SIM = {"seed": 3, "ticks_per_second": 20, "tick_interval_ms": 50, "follow_sessions": False}
+__all__ = ["redis_db"]  # the fixture, from ingestion's support module
 
 
 def scrape(client: Client | None = None, **extra) -> dict[tuple[str, frozenset], float]:
@@ -63,15 +60,6 @@ def value(samples: dict, name: str, **labels) -> float:
 
 def label_values(samples: dict, name: str, label: str) -> set[str]:
     return {dict(lab).get(label) for (n, lab) in samples if n == name}
-
-
-@pytest.fixture
-def redis_db():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture(autouse=True)
@@ -141,13 +129,6 @@ def test_only_get(redis_db):
 # --- the embedded pipeline, in this process ------------------------------------------------------
 
 
-def _sim_exchange() -> list[int]:
-    sim = ProviderFactory(code="SIM", kind=Provider.Kind.SIMULATED, settings=FAST_SIM)
-    exchange = ExchangeFactory(code="XNAS")
-    ExchangeProviderMappingFactory(exchange=exchange, provider=sim, is_primary=True, priority=10)
-    return [InstrumentFactory(exchange=exchange, symbol=s).id for s in ("AAA", "BBB")]
-
-
 async def ascrape(**extra) -> dict:
     return await asyncio.to_thread(scrape, **extra)
 
@@ -169,7 +150,7 @@ def redis_layer(settings):
 async def test_the_figures_move_with_ticks_clients_and_the_saver(redis_layer, redis_db, user):
     from marketapp.asgi import application
 
-    ids = await sync_to_async(_sim_exchange)()
+    ids = await sync_to_async(sim_exchange)()
     before = await ascrape()
     runtime = MarketRuntime(provider_codes=["SIM"], with_saver=True, refresh_s=0.2)
     await runtime.start()
@@ -287,18 +268,12 @@ async def test_a_stuck_client_moves_conflated_dropped_and_stuck_disconnects(redi
 # --- the stack mode: another process's snapshot, the leases ------------------------------------
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_an_ingest_process_publishes_and_the_web_process_exports_it(tmp_path, redis_db):
-    _sim_exchange()
+    sim_exchange()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "METRICS_SNAPSHOT_INTERVAL_S": "0.3",
     }
