@@ -374,17 +374,19 @@ def test_every_issued_refresh_token_is_outstanding():
 
 
 def test_a_refresh_chain_older_than_the_max_age_is_refused(settings):
-    settings.JWT_REFRESH_MAX_AGE_S = 2
+    # auth_time is whole seconds (truncated), so a chain may look up to 1 s older than it is:
+    # the first refresh comes well inside the limit, the second well past it.
+    settings.JWT_REFRESH_MAX_AGE_S = 3
     UserFactory(email="ada@example.com")
     refresh = _pair("ada@example.com")["refresh"]
     first_auth_time = RefreshToken(refresh)["auth_time"]
 
-    time.sleep(1.1)
+    time.sleep(0.5)
     rotated = APIClient().post("/auth/refresh", {"refresh": refresh}, format="json")
     assert rotated.status_code == 200
     assert RefreshToken(rotated.json()["refresh"])["auth_time"] == first_auth_time
-    time.sleep(2.1)
-    # The rotated token is ~2 s old, but the chain began over 3 s ago.
+    time.sleep(3.1)
+    # The rotated token is ~3 s old, but the chain began over 3.5 s ago.
     refused = APIClient().post("/auth/refresh", {"refresh": rotated.json()["refresh"]}, format="json")
 
     assert refused.status_code == 401, refused.json()
