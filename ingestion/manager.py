@@ -15,10 +15,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from core.db import db_sync_to_async
 from ingestion.engine import Engine, InstrumentMeta
 from ingestion.provider_urls import provider_url_problems
 from ingestion.providers.base import FeedClient, FeedStatus, Subscription
@@ -60,7 +60,7 @@ async def _exchange_open(exchange_code: str) -> bool:
         exchange = Exchange.objects.filter(code=exchange_code).first()
         return exchange is not None and exchange_is_open(exchange=exchange, at=datetime.now(UTC))
 
-    return await sync_to_async(check, thread_sensitive=False)()
+    return await db_sync_to_async(check)()
 
 
 class ProviderManager:
@@ -135,7 +135,7 @@ class ProviderManager:
             codes = [code for code, client in self.clients.items() if client.kind == "dhan"]
             if codes:
                 try:
-                    await sync_to_async(renew, thread_sensitive=False)(codes)
+                    await db_sync_to_async(renew)(codes)
                 except Exception:
                     logger.exception("Dhan token renewal failed: the check itself crashed")
             await asyncio.sleep(settings.DHAN_TOKEN_CHECK_S)
@@ -167,7 +167,7 @@ class ProviderManager:
 
     async def refresh(self) -> None:
         """Re-read the database, (re)start clients, and move instruments where health says."""
-        plan = await sync_to_async(self._load_plan, thread_sensitive=False)()
+        plan = await db_sync_to_async(self._load_plan)()
         self.plan = plan
         now = time.monotonic()
         for code in [c for c in self.clients if c not in plan.providers or plan.providers[c] != self.specs.get(c)]:

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from core.db import db_sync_to_async
 from marketdata.live.store import PersistEntry, TickStore, get_tick_store
 from marketdata.live.types import MINUTE_MS, Bar
 from marketdata.models import PriceHistoryIntraday
@@ -269,10 +270,8 @@ class BarSaver:
         known = self._provider_ids
         try:
             if known is None or any(b.provider and b.provider not in known for b in bars):  # a provider added since
-                self._provider_ids = await sync_to_async(_provider_ids, thread_sensitive=False)()
-            upserted = await sync_to_async(_save_bars, thread_sensitive=False)(
-                bars=bars, provider_ids=self._provider_ids
-            )
+                self._provider_ids = await db_sync_to_async(_provider_ids)()
+            upserted = await db_sync_to_async(_save_bars)(bars=bars, provider_ids=self._provider_ids)
             # Committed: only now may the entries leave the stream. A crash right here replays
             # them later, which the upsert makes harmless.
             await self.store.persist_ack([e.entry_id for e in entries])

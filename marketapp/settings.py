@@ -132,20 +132,22 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'm
 # Under ASGI every request's sync code runs in a fresh thread, so per-thread persistent
 # connections pile up (PostgreSQL ran out of them at 16 concurrent requests in the history
 # benchmark): no persistent connections. DB_POOL=true uses Django's pool on PostgreSQL
-# (OPTIONS["pool"], psycopg-pool): work off the event loop gives its connection back after each
-# call (core.db.db_sync_to_async) and a thread that ends holding one gives it back
-# (core.db.connect_pool_guard). Still off by default: with it on, persist_bars in a subprocess
-# wrote nothing and the connection-lost ingestion tests ran out of pooled connections. SQLite
+# (OPTIONS["pool"], psycopg-pool, on by default): work off the event loop gives its connection
+# back after each call (core.db.db_sync_to_async) and a thread that ends holding one gives it
+# back (core.db.connect_pool_guard); the pool checks a connection before handing it out
+# (core.db_backend), so the ones the server dropped (a restart) are replaced, not failed on. SQLite
 # has no pool. The hot history reads have their own async pool (HISTORY_POOL_MAX_SIZE).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DB_POOL = env.bool("DB_POOL", default=False)
+DB_POOL = env.bool("DB_POOL", default=True)
 if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django refuses both
+    # Django's PostgreSQL backend with a pool check that recovers from a restart at once.
+    DATABASES["default"]["ENGINE"] = "core.db_backend"
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
-        "timeout": env.float("DB_POOL_TIMEOUT_S", default=10.0),
+        "timeout": env.float("DB_POOL_TIMEOUT_S", default=3.0),
     }
 # The fast history route in front of Django (marketdata/api/history_route.py): its own async
 # pool of at most HISTORY_POOL_MAX_SIZE connections per web process.

@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
+from core.db import db_sync_to_async
 from marketdata import seed_frames
 from marketdata.live.hub import LiveInstrument, ResolveError
 from marketdata.live.protocol import quote_group
@@ -181,7 +181,7 @@ async def resolve_seed_channel(
     """The instrument a SUBSCRIBE names, or why not (the first candidate that resolves wins)."""
     code = None
     if isinstance(exchange_id, (int, str)) or isinstance(exchange_code, str):
-        code = await database_sync_to_async(_exchange_hint)(exchange_id, exchange_code)
+        code = await db_sync_to_async(_exchange_hint)(exchange_id, exchange_code)
     first_error: ResolveError | None = None
     for candidate in candidate_names(name, code):
         result = (await resolver.resolve_many([candidate]))[candidate]

@@ -91,7 +91,7 @@ def test_channel_layer_and_database_follow_the_environment(tmp_path, mode):
     assert result.returncode == 0, result.stderr
     engine, layer, tz = result.stdout.split("\n")[:3]
     if mode == "stack":
-        assert engine == "django.db.backends.postgresql"
+        assert engine == "core.db_backend"  # Django's PostgreSQL backend with its pool (DB_POOL)
         assert layer == "channels_redis.pubsub.RedisPubSubChannelLayer"
     else:
         assert engine == "django.db.backends.sqlite3"

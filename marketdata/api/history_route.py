@@ -116,7 +116,7 @@ async def _answer(scope: dict, *, intraday: bool) -> tuple[list[tuple[bytes, byt
     """(headers, body) of the 200 the DRF view would give, or None to hand the request to Django."""
     if not getattr(settings, "HISTORY_FAST_ROUTE", True) or scope.get("root_path") or cors_signal_in_use():
         return None
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if settings.DATABASES["default"]["ENGINE"] not in ("django.db.backends.postgresql", "core.db_backend"):
         return None
     headers: dict[bytes, bytes] = {}
     for key, value in scope.get("headers") or ():
