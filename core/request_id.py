@@ -43,6 +43,27 @@ def request_id_from_headers(headers: list[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
+class SendWithId:
+    """The server's ``send`` plus the ``X-Request-ID`` header on ``http.response.start`` and ``websocket.accept``.
+
+    A small slotted object rather than a closure: a WebSocket connection keeps it for its whole
+    life, and a function with an attribute set carries a dict besides its cell. Servers'
+    ``send`` callables can carry what the transport knows (daphne's is a partial of its
+    protocol, which the /ws outbox reads its backlog from): it stays reachable as ``__wrapped__``.
+    """
+
+    __slots__ = ("__wrapped__", "header")
+
+    def __init__(self, send: Any, header: tuple[bytes, bytes]) -> None:
+        self.__wrapped__ = send
+        self.header = header
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            message = {**message, "headers": [*message.get("headers", ()), self.header]}
+        await self.__wrapped__(message)
+
+
 class RequestIdMiddleware:
     """ASGI middleware: a request id for each HTTP request and WebSocket connection (see the module)."""
 
@@ -54,18 +75,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from_headers(scope.get("headers") or [])
-        header = (_HEADER_KEY, request_id.encode("ascii"))
-
-        async def send_with_id(message: dict) -> None:
-            if message["type"] in ("http.response.start", "websocket.accept"):
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        # Servers' send callables can carry what the transport knows (daphne's send is a partial
-        # of its protocol, which the /ws outbox reads its backlog from): keep it reachable.
-        send_with_id.__wrapped__ = send  # type: ignore[attr-defined]
         token = _current.set(request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, SendWithId(send, (_HEADER_KEY, request_id.encode("ascii"))))
         finally:
             _current.reset(token)

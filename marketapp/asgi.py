@@ -15,7 +15,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketapp.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
@@ -23,7 +23,7 @@ from core.request_id import RequestIdMiddleware  # noqa: E402
 from ingestion.metrics import start_snapshot_publisher  # noqa: E402
 from marketdata.api.history_route import HistoryRoute  # noqa: E402
 from marketdata.consumers import MarketDataConsumer  # noqa: E402
-from marketdata.routing import websocket_urlpatterns  # noqa: E402
+from marketdata.routing import WebSocketRouter, websocket_urlpatterns  # noqa: E402
 from marketdata.ws_middleware import AllowedHostsBrowserOriginValidator, WebSocketAuthMiddleware  # noqa: E402
 
 if settings.SEED_COMPAT:
@@ -46,7 +46,7 @@ application = RequestIdMiddleware(
             {
                 "http": django_asgi_app,
                 "websocket": AllowedHostsBrowserOriginValidator(
-                    WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+                    WebSocketAuthMiddleware(WebSocketRouter(websocket_urlpatterns))
                 ),
             }
         )

@@ -72,7 +72,32 @@ SEED_AUTH_REQUIRED = (
 
 
 class MarketDataConsumer(ConnectionAuth):
-    """One ``/ws`` connection (an ASGI application instance)."""
+    """One ``/ws`` connection (an ASGI application instance).
+
+    Slotted: ten thousand idle connections are mostly their containers (README, Performance).
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_giving_up",
+        "_negotiated",
+        "_rate_error_at",
+        "_receive_timeout",
+        "anonymous",
+        "bucket",
+        "closed",
+        "groups",
+        "hub",
+        "limits",
+        "names",
+        "outbox",
+        "scope",
+        "seed",
+        "send",
+        "token_expires_at",
+        "token_version",
+        "user",
+    )
 
     @classmethod
     def as_asgi(cls):
@@ -87,6 +112,8 @@ class MarketDataConsumer(ConnectionAuth):
         self.send = send
         self.limits = WsLimits.from_settings()
         self.user = None
+        self.token_expires_at: float | None = None
+        self.token_version: int | None = None
         self.anonymous = False  # no credentials, let in by WS_ALLOW_ANONYMOUS
         self.closed = False
         self.hub: FanoutHub | None = None

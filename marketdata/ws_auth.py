@@ -198,11 +198,11 @@ def auth_error_text(reason: str) -> str:
 
 
 class ConnectionAuth:
-    """The consumer's authentication steps (a mixin of ``MarketDataConsumer``)."""
+    """The consumer's authentication steps (a mixin of ``MarketDataConsumer``, which holds
+    ``user``, ``token_expires_at`` and ``token_version``: None for a session user, whose session
+    ends with a password change)."""
 
-    user = None
-    token_expires_at: float | None = None
-    token_version: int | None = None  # None for a session user (its session ends with a password change)
+    __slots__ = ()
 
     def _set_user(self, user, expires_at: float | None, version: int | None = None) -> None:
         self.user = user

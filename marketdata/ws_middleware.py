@@ -58,82 +58,92 @@ def _token_from_scope(scope) -> tuple[str | None, str | None]:
     return (tokens[-1] if tokens else None), chosen
 
 
-class JWTQueryAuthMiddleware:
-    """Sets ``scope["user"]`` from a JWT access token; a bad token is noted in the scope.
+async def authenticate(scope) -> None:
+    """Set ``scope["user"]`` from a JWT access token, or note why not; checks a session user's standing.
 
     The token comes in the ``bearer.<token>`` subprotocol (the documented way: it stays out of
     access logs) or in ``?token=`` (old clients). A valid token replaces the session user; an
     invalid one is an error even when a session exists (the client asked for that identity).
     The check runs off the shared sync thread.
     """
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        token, subprotocol = _token_from_scope(scope)
-        scope = dict(scope, **{SCOPE_SUBPROTOCOL: subprotocol})
-        if token is not None:
-            found = await acheck_token(token)
-            if found.user is not None:
-                scope["user"] = found.user
-                scope[SCOPE_TOKEN_EXPIRES] = found.expires_at
-                scope[SCOPE_TOKEN_VERSION] = found.version
-            else:
-                scope[SCOPE_AUTH_ERROR] = found.reason
+    token, subprotocol = _token_from_scope(scope)
+    scope[SCOPE_SUBPROTOCOL] = subprotocol
+    if token is not None:
+        found = await acheck_token(token)
+        if found.user is not None:
+            scope["user"] = found.user
+            scope[SCOPE_TOKEN_EXPIRES] = found.expires_at
+            scope[SCOPE_TOKEN_VERSION] = found.version
         else:
-            # The session user was loaded by AuthMiddlewareStack (inactive users come back anonymous).
-            user = scope.get("user")
-            if user is not None and getattr(user, "is_authenticated", False):
-                problem = user_standing(user)
-                if problem:
-                    scope[SCOPE_AUTH_ERROR] = problem
-        return await self.inner(scope, receive, send)
+            scope[SCOPE_AUTH_ERROR] = found.reason
+        return
+    # The session user was loaded by AuthMiddlewareStack (inactive users come back anonymous).
+    user = scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        problem = user_standing(user)
+        if problem:
+            scope[SCOPE_AUTH_ERROR] = problem
 
 
-class SessionOrTokenMiddleware:
-    """Session authentication only for handshakes that carry the session cookie.
+def note_transport(scope, send) -> None:
+    """Put the server's own ``send`` and a probe of its unsent bytes (daphne only, see ``outbox``) in the scope.
 
-    channels' ``AuthMiddlewareStack`` loads the user on the shared sync thread even without a
-    cookie; a token client skips it, so a busy shared thread cannot hold its login up.
+    It must see ``send`` before any middleware that replaces it (the session middleware does).
+    The consumer writes its ``websocket.send`` frames through that raw ``send``: channels'
+    session middleware wraps ``send`` to save the session on ``http.response.start``, and for
+    every live update it would only inspect the (lazy) session and pass the frame on, about 9%
+    of the server's CPU under fan-out load. Wrappers outside this one that only add handshake
+    headers (the request id's) leave the server's callable in ``__wrapped__``: the frames skip
+    them too (``raw_send``), while the handshake and the close still go through them.
     """
-
-    def __init__(self, inner) -> None:
-        self.with_session = AuthMiddlewareStack(inner)
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        cookie_name = getattr(settings, "SESSION_COOKIE_NAME", "sessionid").encode()
-        for name, value in scope.get("headers") or ():
-            if name == b"cookie" and cookie_name + b"=" in value:
-                return await self.with_session(scope, receive, send)
-        return await self.inner(dict(scope, user=AnonymousUser()), receive, send)
+    scope[SCOPE_BACKLOG] = transport_backlog_probe(send)
+    scope[SCOPE_RAW_SEND] = raw_send(send)
 
 
 class TransportBacklogMiddleware:
-    """Puts the server's own ``send`` and a probe of its unsent bytes (daphne only, see ``outbox``) in the scope.
-
-    It must wrap every middleware that replaces ``send`` (the session middleware does), so
-    it sees the server's own callable. The consumer writes its ``websocket.send`` frames
-    through that raw ``send``: channels' session middleware wraps ``send`` to save the
-    session on ``http.response.start``, and for every live update it would only inspect the
-    (lazy) session and pass the frame on, about 9% of the server's CPU under fan-out load.
-    Wrappers outside this one that only add handshake headers (the request id's) leave the
-    server's callable in ``__wrapped__``: the frames skip them too (``raw_send``), while the
-    handshake and the close still go through them.
-    """
+    """``note_transport`` as a middleware of its own (for stacks without authentication)."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        scope = dict(scope, **{SCOPE_BACKLOG: transport_backlog_probe(send), SCOPE_RAW_SEND: raw_send(send)})
+        note_transport(scope, send)
         return await self.inner(scope, receive, send)
 
 
-def WebSocketAuthMiddleware(inner):
-    """Session cookie or JWT authentication, plus the transport probe, around ``inner``."""
-    return TransportBacklogMiddleware(SessionOrTokenMiddleware(JWTQueryAuthMiddleware(inner)))
+def _has_session_cookie(scope) -> bool:
+    cookie_name = getattr(settings, "SESSION_COOKIE_NAME", "sessionid").encode()
+    return any(name == b"cookie" and cookie_name + b"=" in value for name, value in scope.get("headers") or ())
+
+
+class WebSocketAuthMiddleware:
+    """Session cookie or JWT authentication, plus the transport probe (``note_transport``), around ``inner``.
+
+    Session authentication only for handshakes that carry the session cookie: channels'
+    ``AuthMiddlewareStack`` loads the user on the shared sync thread even without a cookie; a
+    token client skips it, so a busy shared thread cannot hold its login up.
+
+    One layer that updates the scope in place, not three nested middlewares that each copy
+    it: a suspended middleware keeps its frame and its copy for the life of the connection,
+    about 2 KiB of every idle connection (README, Performance). The server builds a new scope
+    for each connection and never reads it back, so nothing leaks upstream.
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.with_session = AuthMiddlewareStack(self._after_session)
+
+    async def __call__(self, scope, receive, send):
+        note_transport(scope, send)
+        if _has_session_cookie(scope):
+            return await self.with_session(scope, receive, send)
+        scope["user"] = AnonymousUser()
+        await authenticate(scope)
+        return await self.inner(scope, receive, send)
+
+    async def _after_session(self, scope, receive, send):
+        await authenticate(scope)
+        return await self.inner(scope, receive, send)
 
 
 class BrowserOriginValidator:
@@ -151,11 +161,11 @@ class BrowserOriginValidator:
     def __init__(self, application) -> None:
         self.application = application
 
-    async def __call__(self, scope, receive, send):
+    def __call__(self, scope, receive, send):
+        # Not a coroutine: what it passes on runs without a frame of this one kept around it.
         if scope["type"] == "websocket" and not origin_allowed(scope):
-            denier = WebsocketDenier()
-            return await denier(scope, receive, send)
-        return await self.application(scope, receive, send)
+            return WebsocketDenier()(scope, receive, send)
+        return self.application(scope, receive, send)
 
 
 def _header(scope, name: bytes) -> str | None:

@@ -33,7 +33,7 @@ _INTERVAL = re.compile(r"\d+[smhdwSMHDW]")
 PONG = '{"message_type":"pong"}'
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WsLimits:
     """The connection limits, read from settings when a connection opens."""
 
@@ -48,20 +48,23 @@ class WsLimits:
 
     @classmethod
     def from_settings(cls) -> WsLimits:
+        d = cls()  # the defaults (slots leave no class attributes to read them from)
         return cls(
-            max_subscriptions=int(getattr(settings, "WS_MAX_SUBSCRIPTIONS", cls.max_subscriptions)),
-            max_frame_bytes=int(getattr(settings, "WS_MAX_FRAME_BYTES", cls.max_frame_bytes)),
-            messages_per_second=float(getattr(settings, "WS_MAX_MESSAGES_PER_SECOND", cls.messages_per_second)),
-            auth_timeout_s=float(getattr(settings, "WS_AUTH_TIMEOUT_S", cls.auth_timeout_s)),
-            send_queue=int(getattr(settings, "WS_SEND_QUEUE", cls.send_queue)),
-            stuck_timeout_s=float(getattr(settings, "WS_STUCK_TIMEOUT_S", cls.stuck_timeout_s)),
-            transport_buffer_bytes=int(getattr(settings, "WS_TRANSPORT_BUFFER_BYTES", cls.transport_buffer_bytes)),
-            max_names_per_frame=int(getattr(settings, "WS_MAX_NAMES_PER_FRAME", cls.max_names_per_frame)),
+            max_subscriptions=int(getattr(settings, "WS_MAX_SUBSCRIPTIONS", d.max_subscriptions)),
+            max_frame_bytes=int(getattr(settings, "WS_MAX_FRAME_BYTES", d.max_frame_bytes)),
+            messages_per_second=float(getattr(settings, "WS_MAX_MESSAGES_PER_SECOND", d.messages_per_second)),
+            auth_timeout_s=float(getattr(settings, "WS_AUTH_TIMEOUT_S", d.auth_timeout_s)),
+            send_queue=int(getattr(settings, "WS_SEND_QUEUE", d.send_queue)),
+            stuck_timeout_s=float(getattr(settings, "WS_STUCK_TIMEOUT_S", d.stuck_timeout_s)),
+            transport_buffer_bytes=int(getattr(settings, "WS_TRANSPORT_BUFFER_BYTES", d.transport_buffer_bytes)),
+            max_names_per_frame=int(getattr(settings, "WS_MAX_NAMES_PER_FRAME", d.max_names_per_frame)),
         )
 
 
 class TokenBucket:
     """``rate`` events per second on average, bursts up to ``rate``."""
+
+    __slots__ = ("at", "rate", "tokens")
 
     def __init__(self, rate: float) -> None:
         self.rate = rate

@@ -32,6 +32,7 @@ import asyncio
 import datetime as dt
 import logging
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -82,23 +83,28 @@ class HistoryRoute:
         self.served = 0
         self.passed = 0
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict, receive: Any, send: Any) -> Awaitable[None]:
+        # Not a coroutine itself: what it passes on runs without a frame of this one kept
+        # around it (a WebSocket connection would keep it for its whole life).
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
+            return self._lifespan(receive, send)
         if scope["type"] == "http" and scope.get("method") == "GET" and (match := _PATH.match(scope["path"])):
-            try:
-                answer = await _answer(scope, intraday=match.group(1) == "intraday")
-            except Exception:  # the pool or the database failed: Django answers, as it would
-                logger.warning("history route failed; Django answers", exc_info=True)
-                answer = None
-            if answer is not None:
-                self.served += 1
-                headers, body = answer
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-            self.passed += 1
+            return self._history(scope, receive, send, intraday=match.group(1) == "intraday")
+        return self.app(scope, receive, send)
+
+    async def _history(self, scope: dict, receive: Any, send: Any, *, intraday: bool) -> None:
+        try:
+            answer = await _answer(scope, intraday=intraday)
+        except Exception:  # the pool or the database failed: Django answers, as it would
+            logger.warning("history route failed; Django answers", exc_info=True)
+            answer = None
+        if answer is not None:
+            self.served += 1
+            headers, body = answer
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.passed += 1
         await self.app(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:

@@ -103,7 +103,8 @@ class Outbox:
         self.max_replies = max_replies
         self.backlog = backlog
         self.backlog_limit = backlog_limit
-        self.replies: deque[str] = deque()
+        # Created with the first reply: most connections only ever get live updates.
+        self.replies: deque[str] | None = None
         self.pending: OrderedDict[str, str] = OrderedDict()
         # (key, text) of resumed channels' updates, sent in order and never conflated
         # Created when first needed: most connections never resume (an idle connection's
@@ -210,7 +211,9 @@ class Outbox:
 
     def reply(self, text: str) -> bool:
         """Queue a reply in order; False when the client has stopped reading its replies."""
-        if len(self.replies) >= self.max_replies:
+        if self.replies is None:
+            self.replies = deque()
+        elif len(self.replies) >= self.max_replies:
             return False
         self.replies.append(text)
         self._wake()
@@ -404,7 +407,6 @@ class Outbox:
 
     async def _run(self) -> None:
         send = self._send
-        replies = self.replies
         pending = self.pending
         backlog = self.backlog
         limit = self.backlog_limit
@@ -416,8 +418,10 @@ class Outbox:
                     self._waiter = loop.create_future()
                     await self._waiter
                     continue
-                if replies:
-                    event = {"type": "websocket.send", "text": replies.popleft()}
+                if self.replies:
+                    event = {"type": "websocket.send", "text": self.replies.popleft()}
+                    if not self.replies:
+                        self.replies = None  # an idle connection keeps no empty deque (~760 bytes)
                 elif self.batch_s and (pending or self.replay):
                     if self.holding:
                         # The window has not ended: the clock releases us (replies still wake
