@@ -59,6 +59,9 @@ def spread(symbols: list[str], clients: int, per_client: int) -> list[list[str]]
     return [[symbols[(i + k * step) % n] for k in range(per_client)] for i in range(clients)]
 
 
+WORKERS_KIND = "uvicorn-2w"  # uvicorn --workers 2
+
+
 def start_server(kind: str, name: str, symbols: dict[str, int]) -> procs.Process:
     if kind == "baseline":
         common.DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -79,6 +82,10 @@ def start_server(kind: str, name: str, symbols: dict[str, int]) -> procs.Process
             str(path),
         ]
         proc = procs.Process(name=name, cmd=cmd, core=common.SERVER_CORE, port=port)
+    elif kind == WORKERS_KIND:
+        # Two uvicorn worker processes (README, Production), each with its own hub on the shared
+        # Redis pub/sub; they may use both cores, which the load generators share on this machine.
+        proc = procs.server("uvicorn", name, workers=2, core=(0, 1), CHANNEL_LAYER_PREFIX=PREFIX)
     else:
         proc = procs.server(kind, name, CHANNEL_LAYER_PREFIX=PREFIX)
     return proc.start()
@@ -224,12 +231,12 @@ async def run_fanout(
         window = usage.CpuWindow(
             server={"server": server.proc.pid}, loadgen={**lg.pids(), "publisher": os.getpid()}
         ).start()
-        cpu0 = usage.cpu_seconds(server.proc.pid)
+        cpu0 = usage.tree_cpu_seconds(server.proc.pid)  # workers included
         pub = await publish(symbols, rate=rate, duration=duration)
         cpu = window.stop()
         await asyncio.sleep(drain)
         late_s = await lg.settle(quiet=0.5, within=60.0)  # a server behind still delivers
-        cpu2 = usage.cpu_seconds(server.proc.pid)
+        cpu2 = usage.tree_cpu_seconds(server.proc.pid)
         result = await lg.stop()
         figures = analyse(result, pub, clients)
         figures["batch_ms"] = batch_ms
