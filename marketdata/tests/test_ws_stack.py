@@ -15,29 +15,23 @@ from django.test import Client
 
 from core.request_id import SendWithId
 from marketapp.asgi import application
-from marketdata.live.hub import close_hub
-from marketdata.tests.ws_support import access_token, redis_layer_settings, redis_url
 from marketdata.live.outbox import raw_send
+from marketdata.tests.ws_support import access_token, connect, empty_store, receive, use_redis_layer
 from marketdata.ws_middleware import SCOPE_BACKLOG, SCOPE_RAW_SEND, SCOPE_SUBPROTOCOL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def redis_layer(settings):
-    settings.REDIS_URL = redis_url()
-    settings.CHANNEL_LAYERS = redis_layer_settings(settings.REDIS_URL)
-
-
-@pytest.fixture(autouse=True)
-async def hub_closed():
-    yield
-    await close_hub()
+async def redis_layer(settings):
+    use_redis_layer(settings)
+    async with empty_store():
+        yield
 
 
 async def ping_pongs(communicator) -> None:
     await communicator.send_json_to({"message_type": "ping"})
-    assert await communicator.receive_json_from(timeout=3) == {"message_type": "pong"}
+    assert await receive(communicator) == {"message_type": "pong"}
 
 
 async def test_a_token_connection_is_served_on_the_servers_own_scope(user):
@@ -60,9 +54,7 @@ async def test_a_session_connection_is_authenticated_through_the_session_middlew
     client = Client()
     await sync_to_async(client.force_login)(user)
     cookie = client.cookies["sessionid"].value
-    communicator = WebsocketCommunicator(application, "/ws", headers=[(b"cookie", f"sessionid={cookie}".encode())])
-    connected, _ = await communicator.connect(timeout=3)
-    assert connected
+    communicator = await connect(headers=[(b"cookie", f"sessionid={cookie}".encode())])
     await ping_pongs(communicator)  # a session user needs no auth message
     assert SCOPE_RAW_SEND in communicator.scope  # noted before the session middleware copied it
     await communicator.disconnect()
@@ -78,9 +70,7 @@ async def test_an_unknown_websocket_path_is_refused_before_the_handshake(user, p
 
 @pytest.mark.parametrize("path", ["/ws", "/ws/"])
 async def test_the_feed_answers_with_and_without_the_trailing_slash(user, path):
-    communicator = WebsocketCommunicator(application, f"{path}?token={await sync_to_async(access_token)(user)}")
-    connected, _ = await communicator.connect(timeout=3)
-    assert connected
+    communicator = await connect(f"{path}?token={await sync_to_async(access_token)(user)}")
     await ping_pongs(communicator)
     await communicator.disconnect()
 
