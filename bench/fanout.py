@@ -1,6 +1,7 @@
 """``python -m bench.fanout [--quick]``: live quotes from the channel layer to 1,000 WebSocket clients.
 
-The real web server (daphne, then uvicorn, each on core 0) with the Redis pub/sub channel
+The real web server (daphne, then uvicorn, each on core 0, then ``uvicorn --workers 2``
+allowed both cores, which it shares with the load side) with the Redis pub/sub channel
 layer; 1,000 clients (4 load-generator processes x 250 connections, on core 1), each
 subscribed to 10 of 100 symbols, so every symbol has 100 subscribers; a publisher (this
 process, core 1) sends 2,000 quote updates per second (20 per symbol) for 30 s (quick:
@@ -173,7 +174,11 @@ def batch_gain(batched: dict, single: dict) -> float | None:
 
 def main() -> None:
     parser = common.arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--servers", default="daphne,uvicorn,baseline", help="comma list: daphne,uvicorn,baseline")
+    parser.add_argument(
+        "--servers",
+        default="daphne,uvicorn,uvicorn-2w,baseline",
+        help="comma list: daphne,uvicorn,uvicorn-2w (uvicorn --workers 2),baseline",
+    )
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=2000.0, help="updates per second (all symbols)")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds of publishing (default 30, quick 5)")

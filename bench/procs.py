@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.common import PYTHON, RESULTS_DIR, ROOT, SERVER_CORE
 from bench.environment import bench_env
-from bench.usage import rss_kib
+from bench.usage import descendants, rss_kib
 
 
 def free_port() -> int:
@@ -104,10 +104,10 @@ class Process:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def rss_kib(self) -> int:
-        """Resident memory of the process (KiB), from /proc."""
+        """Resident memory of the process and its children (a server's workers), KiB, from /proc."""
         if self.proc is None:
             return 0
-        return rss_kib(self.proc.pid)
+        return sum(rss_kib(pid) for pid in descendants(self.proc.pid))
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
