@@ -40,6 +40,7 @@ from django.db import connection
 from exchanges.tests.factories import ExchangeFactory
 from ingestion.models import Provider
 from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFactory
+from ingestion.tests.support import redis_db
 from instruments.tests.factories import InstrumentFactory
 from marketdata.live.store import StoreBatch
 from marketdata.live.store.redis import RedisTickStore
@@ -51,6 +52,7 @@ PERSIST, GROUP, OPEN_BARS, QUOTES = "md:persist", "savers", "md:ob", "md:q"
 EXCHANGE = "XFLT"
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+__all__ = ["redis_db"]  # the fixture, from the support module
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -140,16 +142,6 @@ def processes(transactional_db, tmp_path):
     procs = Processes(tmp_path)
     yield procs
     procs.kill_all()
-
-
-@pytest.fixture
-def redis_db():
-    """The test Redis database, empty before and after."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 def consumer_of(process: subprocess.Popen) -> bytes:
