@@ -1,8 +1,9 @@
 """The ingestion engine: ticks in; quotes, bars, store writes and live updates out.
 
 One engine per process. Feed clients hand it batches of ticks; each batch becomes one
-tick-store write (one Redis round trip) and one publish per changed instrument. A timer
-closes 1-minute bars on the minute boundary even when an instrument goes quiet.
+tick-store write (one Redis round trip) and one publish per changed instrument, made in the
+background while the next batch is applied (one step in flight, in order). A timer closes
+1-minute bars on the minute boundary even when an instrument goes quiet.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class EngineStats:
     store_errors: int = 0
     last_tick_ms: int | None = None
     recent: list[tuple[float, int]] = field(default_factory=list)  # (monotonic s, ticks) per batch
-    batch_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)  # a batch: lock taken to published
+    batch_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)  # a batch: applied to published
     publish_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)  # the channel-layer publish
 
     def ticks_per_second(self, window_s: float = 60.0) -> float:
@@ -104,6 +105,7 @@ class Engine:
         self.stats = EngineStats()
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task | None = None
+        self._inflight: asyncio.Task | None = None  # the last step handed off to be written
 
     # --- set-up -------------------------------------------------------------------------
     def set_instruments(self, metas: Iterable[InstrumentMeta]) -> None:
@@ -135,7 +137,18 @@ class Engine:
 
     # --- the hot path -------------------------------------------------------------------
     async def process(self, ticks: list[Tick]) -> None:
-        """Apply one batch of ticks: one store write, one publish per changed instrument."""
+        """Apply one batch of ticks and return once it is written and published."""
+        await self.submit(ticks)
+        await self.drain()
+
+    async def submit(self, ticks: list[Tick]) -> None:
+        """Apply one batch of ticks: one store write, one publish per changed instrument.
+
+        The batch is applied and encoded here; its write and publish run in the background,
+        in order after the previous batch's, while the caller takes and applies the next one
+        (Python's work overlaps Redis'). One step is in flight at most: this returns once the
+        previous step is written, and raises that step's error if it failed.
+        """
         async with self._lock:
             began = time.perf_counter()
             batch = StoreBatch()
@@ -189,9 +202,8 @@ class Engine:
             self.stats.recent.append((time.monotonic(), len(ticks)))
             if len(self.stats.recent) > 10_000:
                 self.stats.ticks_per_second()
-            await self._write(batch)
-            await self._publish(changed.values(), touched_bars.values(), closed)
-            self.stats.batch_seconds.observe(time.perf_counter() - began)
+            messages = self._messages(changed.values(), touched_bars.values(), closed)
+            await self._hand_off(self.store.prepare(batch), messages, began)
 
     @staticmethod
     def _update_quote(quote: Quote | None, tick: Tick, volume: int, new_session: bool) -> Quote:
@@ -228,9 +240,10 @@ class Engine:
         quote.provider = tick.provider
         return quote
 
-    async def _publish(self, quotes: Iterable[Quote], open_bars: Iterable[Bar], closed: list[Bar]) -> None:
+    def _messages(self, quotes: Iterable[Quote], open_bars: Iterable[Bar], closed: list[Bar]) -> list[tuple[str, str]]:
+        """The step's live updates, encoded now: (group, message) pairs."""
         if self.publisher is None:
-            return
+            return []
         messages: list[tuple[str, str]] = []
         for q in quotes:
             m = self.meta[q.instrument_id]
@@ -243,9 +256,44 @@ class Engine:
             messages.append(
                 (bar_group(bar.instrument_id), encode(bar_payload(bar, m.symbol, m.exchange, closed=False)))
             )
-        began = time.perf_counter()
-        await self.publisher.publish(messages)
-        self.stats.publish_seconds.observe(time.perf_counter() - began)
+        return messages
+
+    # --- writing and publishing, one step in flight ---------------------------------------
+    async def _hand_off(self, prepared: object, messages: list[tuple[str, str]], began: float) -> None:
+        """Start this step's write and publish behind the previous step's; wait for that one.
+
+        Called under the lock, so steps are handed off in the order they were applied. The
+        step's task exists before anything is awaited: a cancelled caller never loses it.
+        """
+        previous = self._inflight
+        self._inflight = asyncio.create_task(self._commit(previous, prepared, messages, began))
+        if previous is not None:
+            await asyncio.shield(previous)
+
+    async def _commit(
+        self, previous: asyncio.Task | None, prepared: object, messages: list[tuple[str, str]], began: float
+    ) -> None:
+        if previous is not None:
+            # In order: never before the previous step. Its error goes to whoever waits on it;
+            # this step, already applied in memory, is still written.
+            with contextlib.suppress(Exception):
+                await previous
+        await self._write(prepared)
+        if messages and self.publisher is not None:
+            published = time.perf_counter()
+            await self.publisher.publish(messages)
+            self.stats.publish_seconds.observe(time.perf_counter() - published)
+        self.stats.batch_seconds.observe(time.perf_counter() - began)
+
+    async def drain(self) -> None:
+        """Wait until every step handed off is written and published (raise the last one's error)."""
+        last = self._inflight
+        if last is not None:
+            try:
+                await asyncio.shield(last)
+            finally:
+                if self._inflight is last and last.done():
+                    self._inflight = None  # its error, if any, is raised here once
 
     # --- the minute boundary ------------------------------------------------------------
     async def close_bars(self, now_ms: int | None = None) -> list[Bar]:
@@ -255,9 +303,10 @@ class Engine:
             closed = self.aggregator.close_due(now_ms)
             if closed:
                 self.stats.bars_closed += len(closed)
-                await self._write(StoreBatch(closed_bars=closed))
-                await self._publish((), (), closed)
-            return closed
+                prepared = self.store.prepare(StoreBatch(closed_bars=closed))
+                await self._hand_off(prepared, self._messages((), (), closed), time.perf_counter())
+        await self.drain()
+        return closed
 
     async def _close_bars_forever(self) -> None:
         while True:
@@ -269,16 +318,17 @@ class Engine:
             except Exception:
                 logger.exception("closing bars failed; retrying on the next tick of the timer")
 
-    async def _write(self, batch: StoreBatch) -> None:
-        """Write a batch, retrying until the store takes it.
+    async def _write(self, prepared: object) -> None:
+        """Write a prepared step, retrying until the store takes it.
 
-        The in-memory state already includes the batch, so giving up would lose it; waiting
-        holds the lock, the feed queues fill and the providers' sockets apply back-pressure.
+        The in-memory state already includes the step, so giving up would lose it; waiting
+        holds up the next step (one in flight at most), the feed queues fill and the
+        providers' sockets apply back-pressure.
         """
         delay = 0.2
         while True:
             try:
-                await self.store.write(batch)
+                await self.store.write_prepared(prepared)
                 return
             except Exception as exc:
                 if not _is_transient(exc):
@@ -290,10 +340,13 @@ class Engine:
 
     # --- feeding from clients -----------------------------------------------------------
     async def consume(self, client, batch_size: int = 2000) -> None:
-        """Process a feed client's ticks until cancelled (a batch taken is always finished)."""
+        """Process a feed client's ticks until cancelled (a batch taken is always finished).
+
+        The next batch is taken and applied while the previous one is being written.
+        """
         while True:
             batch = await client.next_batch(batch_size)
-            await asyncio.shield(self.process(batch))
+            await asyncio.shield(self.submit(batch))
 
 
 def _is_transient(exc: Exception) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from marketdata.live.types import Bar, Quote, Tick
 
@@ -107,6 +107,24 @@ class TickStore(ABC):
     @abstractmethod
     async def write(self, batch: StoreBatch) -> None:
         """Apply one engine step atomically (quotes, bars, cumulative volumes, ticks)."""
+
+    def prepare(self, batch: StoreBatch) -> object:
+        """The step made independent of the engine's live objects, for ``write_prepared``.
+
+        The engine prepares one step while the previous one is being written, and keeps
+        mutating its quotes and bars meanwhile: what is prepared must be a snapshot.
+        """
+        return StoreBatch(
+            ticks=list(batch.ticks),
+            quotes=[replace(q) for q in batch.quotes],
+            open_bars=[replace(b) for b in batch.open_bars],
+            closed_bars=[replace(b) for b in batch.closed_bars],
+            cumulative=dict(batch.cumulative),
+        )
+
+    async def write_prepared(self, prepared: object) -> None:
+        """Write what ``prepare`` returned (same effect as ``write`` of the batch then)."""
+        await self.write(prepared)
 
     @abstractmethod
     async def load_state(self) -> TickStoreState:

@@ -261,8 +261,17 @@ class RedisTickStore(TickStore):
         # tick: redis-py packs and parses every pipelined command (and its QUEUED reply) in
         # Python, which cost more than the rest of the engine; here the client sends one JSON
         # document and reads one reply, and Redis runs the same commands on its side.
-        document = _write_document(batch, self.history_len, self.history_age_ms)
-        await self._write_script(args=[orjson.dumps(document)])
+        await self.write_prepared(self.prepare(batch))
+
+    def prepare(self, batch: StoreBatch) -> bytes | None:
+        """The script's argument, encoded now (a snapshot of the engine's objects)."""
+        if not batch:
+            return None
+        return orjson.dumps(_write_document(batch, self.history_len, self.history_age_ms))
+
+    async def write_prepared(self, prepared: object) -> None:
+        if prepared is not None:
+            await self._write_script(args=[prepared])
 
     async def load_state(self) -> TickStoreState:
         quotes, bars, cum = await self._hgetall_many(QUOTES, OPEN_BARS, CUMULATIVE)
