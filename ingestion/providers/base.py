@@ -196,6 +196,19 @@ class FeedClient(ABC):
                 logger.warning("feed %s: ticks accepted again; healthy", self.code)
         await self._queue.put(tick)
 
+    async def emit_many(self, ticks: list[Tick]) -> None:
+        """Queue ticks in order, as ``emit`` one by one would (waiting only when the queue is full)."""
+        if not ticks:
+            return
+        await self.emit(ticks[0])
+        queue = self._queue
+        self.stats.ticks += len(ticks) - 1
+        for tick in ticks[1:]:
+            if queue.full():
+                await queue.put(tick)
+            else:
+                queue.put_nowait(tick)
+
     async def ticks(self) -> AsyncIterator[Tick]:
         """The normalized ticks, in arrival order."""
         while True:

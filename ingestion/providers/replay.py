@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import io
 import math
 import time
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from ingestion.ticks import Tick
 from .base import FeedClient, FeedError, FeedStatus
 
 CHUNK_LINES = 5000
+COLUMNS = ("timestamp", "symbol", "price", "size", "day_volume", "bid", "ask")
 
 
 def parse_timestamp_ms(value: str) -> int:
@@ -41,6 +41,11 @@ def _price(value: str | None) -> float:
     if not math.isfinite(price) or price <= 0:
         raise ValueError(f"not a price: {value!r}")
     return price
+
+
+def _cell(row: list[str], index: int | None) -> str | None:
+    """The row's value in an optional column (None when the file or the row lacks it)."""
+    return row[index] if index is not None and index < len(row) else None
 
 
 def _optional_int(value: str | None) -> int | None:
@@ -86,18 +91,20 @@ class ReplayFeedClient(FeedClient):
         return table
 
     async def _chunks(self):
-        """Lists of CSV rows (dicts), read in a worker thread a chunk at a time."""
+        """(column index by name, lists of CSV rows), read in a worker thread a chunk at a time."""
         handle = await asyncio.to_thread(open, self.path, newline="", encoding="utf-8-sig")
         try:
             header = await asyncio.to_thread(handle.readline)
             fields = [f.strip() for f in header.strip().split(",")]
             if not {"timestamp", "symbol", "price"} <= set(fields):
                 raise FeedError(f"{self.path}: header must name timestamp,symbol,price (got {header.strip()!r})")
+            columns = {name: fields.index(name) for name in COLUMNS if name in fields}
             while True:
                 lines = await asyncio.to_thread(handle.readlines, CHUNK_LINES * 64)
                 if not lines:
                     return
-                yield list(csv.DictReader(io.StringIO("".join(lines)), fieldnames=fields))
+                # Lists, not DictReader's dicts (a third of the replayer's time); blank lines go.
+                yield columns, [row for row in csv.reader(lines) if row]
         finally:
             await asyncio.to_thread(handle.close)
 
@@ -118,18 +125,23 @@ class ReplayFeedClient(FeedClient):
         first_ts: int | None = None
         started = time.monotonic()
         shift = 0
-        async for rows in self._chunks():
+        pending: list[Tick] = []  # emitted together: one queue hand-off per chunk at speed 0
+        async for columns, rows in self._chunks():
+            i_ts, i_symbol, i_price = columns["timestamp"], columns["symbol"], columns["price"]
+            i_size, i_volume = columns.get("size"), columns.get("day_volume")
+            i_bid, i_ask = columns.get("bid"), columns.get("ask")
             for row in rows:
                 self.rows_read += 1
                 try:
-                    ts = parse_timestamp_ms(row["timestamp"])
-                    symbol = (row["symbol"] or "").strip().upper()
-                    price = _price(row["price"])
-                    size = _optional_int(row.get("size"))
-                    day_volume = _optional_int(row.get("day_volume"))
-                    bid, ask = _optional_float(row.get("bid")), _optional_float(row.get("ask"))
-                except (TypeError, ValueError, KeyError, AttributeError) as exc:
-                    self.count_malformed(f"row {self.rows_read}: {exc}", str(row))
+                    ts_text = row[i_ts]
+                    ts = int(ts_text) if ts_text.isdigit() else parse_timestamp_ms(ts_text)
+                    symbol = row[i_symbol].strip().upper()
+                    price = _price(row[i_price] if i_price < len(row) else None)
+                    size = _optional_int(_cell(row, i_size))
+                    day_volume = _optional_int(_cell(row, i_volume))
+                    bid, ask = _optional_float(_cell(row, i_bid)), _optional_float(_cell(row, i_ask))
+                except (TypeError, ValueError, IndexError, AttributeError) as exc:
+                    self.count_malformed(f"row {self.rows_read}: {exc}", ",".join(row))
                     continue
                 if version != self._subscriptions_version:
                     version, lookup = self._subscriptions_version, self._lookup()
@@ -147,9 +159,13 @@ class ReplayFeedClient(FeedClient):
                 if self.speed > 0:
                     due = (ts - first_ts) / 1000 / self.speed - (time.monotonic() - started)
                     if due > 0:
+                        await self.emit_many(pending)
+                        pending = []
                         await asyncio.sleep(due)
                         if iid not in self.subscriptions:  # unsubscribed while we waited
                             continue
                 self._last_ts = ts + shift
-                await self.emit(Tick(iid, self.code, ts + shift, price, size, day_volume, bid=bid, ask=ask))
+                pending.append(Tick(iid, self.code, ts + shift, price, size, day_volume, bid=bid, ask=ask))
+            await self.emit_many(pending)
+            pending = []
             await asyncio.sleep(0)  # let the engine run between chunks at speed 0

@@ -346,3 +346,23 @@ async def test_bars_from_a_replayed_file_equal_a_pandas_resample(tmp_path, redis
         ), key
         assert bar.volume == v, key
         assert bar.provider == "REPLAY"
+
+
+async def test_a_full_queue_holds_the_file_back_and_loses_nothing(tmp_path):
+    """At speed 0 a chunk is queued at once; a queue smaller than a chunk waits for the engine."""
+    lines = ["timestamp,symbol,price,size"] + [f"{T0 + n},AAPL,{100 + n / 100:.2f},1" for n in range(3000)]
+    client = ReplayFeedClient(
+        code="REPLAY", settings={"path": str(write_csv(tmp_path / "t.csv", lines)), "speed": 0}, queue_size=100
+    )
+    await client.subscribe([AAPL])
+    await client.connect()
+    taken: list[Tick] = []
+    try:
+        async with asyncio.timeout(10):
+            while len(taken) < 3000:
+                assert client._queue.qsize() <= 100
+                taken += await client.next_batch(40)
+    finally:
+        await client.disconnect()
+    assert [t.ts for t in taken] == [T0 + n for n in range(3000)]
+    assert client.stats.ticks == 3000
