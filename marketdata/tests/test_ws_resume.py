@@ -45,8 +45,11 @@ async def client(user):
 
 
 async def trade(engine, instrument, n: int, start: float = 100.0) -> None:
+    # Each trade later than the last one (an earlier one would be a late tick, not the last price).
+    last = engine.quotes.get(instrument.pk)
+    base = max(now_ms(), last.ts + 1) if last is not None else now_ms()
     for i in range(n):
-        await engine.process([tick(instrument, start + i, ts=now_ms() + i)])
+        await engine.process([tick(instrument, start + i, ts=base + i)])
 
 
 async def test_a_reconnecting_client_gets_what_it_missed_in_order_then_live(store, client, aapl):
