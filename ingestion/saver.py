@@ -291,22 +291,52 @@ class BarSaver:
                 result.dropped += await self._write(retry)
                 result.saved += len(retry)
             while not self.stopping:
+                # One at a time: entries being written are still pending, so a claim made
+                # meanwhile would take them again.
                 stale = await self.store.persist_claim_stale(self.consumer, self.claim_idle_ms, self.batch_size)
                 if not stale:
                     break
                 result.dropped += await self._write(stale)
                 result.claimed += len(stale)
                 result.saved += len(stale)
-            while not self.stopping:
-                entries = await self.store.persist_read(self.consumer, self.batch_size)
-                if not entries:
-                    break
-                result.dropped += await self._write(entries)
-                result.saved += len(entries)
+            await self._read_and_write(result)
         finally:
             self.totals.add(result)
             PROCESS_TOTALS.add(result)
         return result
+
+    async def _read_and_write(self, result: FlushResult) -> None:
+        """Write the new entries until there are none (or ``stop()``).
+
+        The next batch is read and decoded while the previous one is in the database (one
+        write in flight, in order). A batch read while a write failed is kept for the retry
+        with it; a write in flight always finishes (committed and acknowledged) before this returns.
+        """
+        writing: asyncio.Task | None = None
+        in_flight: list[PersistEntry] = []
+
+        async def finish() -> None:
+            nonlocal writing
+            task, writing = writing, None
+            result.dropped += await asyncio.shield(task)
+            result.saved += len(in_flight)
+
+        try:
+            while not self.stopping:
+                entries = await self.store.persist_read(self.consumer, self.batch_size)
+                if writing is not None:
+                    try:
+                        await finish()
+                    except BaseException:
+                        self._unsaved = [*self._unsaved, *entries]  # ours in the stream: retried with it
+                        raise
+                if not entries:
+                    break
+                in_flight = entries
+                writing = asyncio.create_task(self._write(entries))
+        finally:
+            if writing is not None:
+                await finish()
 
     async def run_forever(self, interval_s: float) -> None:
         """Flush every ``interval_s`` until ``stop()``; database or Redis trouble backs off and retries."""

@@ -179,6 +179,23 @@ async def test_nothing_is_acknowledged_when_the_database_write_fails(setup, reje
     assert (await store.persist_lag())["pending"] == 0
 
 
+async def test_a_batch_read_while_the_previous_write_failed_is_kept_with_it(setup, rejecting_database):
+    """Small batches: the saver reads the next batch while the database fails the previous one."""
+    store = setup["store"]
+    saver = BarSaver(store=store, consumer="saver-1", batch_size=2, claim_idle_ms=60_000)
+    with pytest.raises(Exception, match="No space left on device"):
+        await saver.flush()
+    # The failed batch and the one read meanwhile, in stream order, are kept for the retry.
+    kept = [e.entry_id for e in saver._unsaved]
+    assert len(set(kept)) == 4 and kept == sorted(kept, key=lambda i: tuple(map(int, i.split("-"))))
+    assert (await store.persist_lag())["pending"] == 6
+    await rejecting_database()
+    result = await saver.flush()
+    assert (result.saved, result.claimed, result.dropped) == (6, 0, 0)
+    assert await db(rows)() == as_rows(setup["bars"], setup["provider_id"])
+    assert (await store.persist_lag())["pending"] == 0
+
+
 async def test_the_saver_loop_backs_off_while_the_database_fails_and_then_catches_up(setup, rejecting_database):
     saver = BarSaver(store=setup["store"], consumer="saver-1", claim_idle_ms=0)
     task = asyncio.create_task(saver.run_forever(0.05))
@@ -297,9 +314,11 @@ async def test_stop_ends_the_loop_after_the_batch_in_hand_is_committed_and_ackno
     store.persist_ack = ack_then_stop
     async with asyncio.timeout(5):
         await saver.run_forever(60)  # returns without waiting out the interval
-    assert (saver.totals.saved, saver.totals.claimed) == (2, 0)
-    assert len(await db(rows)()) == 2
-    assert (await store.persist_lag())["pending"] == 4
+    # The batch in hand is the one being written and the one read meanwhile (the saver reads
+    # the next batch while the database writes the previous one): both are saved, no more.
+    assert (saver.totals.saved, saver.totals.claimed) == (4, 0)
+    assert len(await db(rows)()) == 4
+    assert (await store.persist_lag())["pending"] == 2
     if hasattr(store, "redis"):  # nothing left read-but-unacknowledged under the stopped consumer
         assert (await store.redis.xpending("md:persist", "savers"))["pending"] == 0
 
