@@ -35,9 +35,19 @@ def bar_group(instrument_id: int) -> str:
     return f"bar1m.{instrument_id}"
 
 
+_ISO_SECONDS: dict[int, str] = {}  # epoch second -> "YYYY-MM-DDTHH:MM:SS" (a batch's ticks share seconds)
+_ISO_SECONDS_MAX = 4096
+
+
 def iso_ms(ts_ms: int) -> str:
     """UTC ISO 8601 with a Z, millisecond precision."""
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    second, ms = divmod(int(ts_ms), 1000)
+    prefix = _ISO_SECONDS.get(second)
+    if prefix is None:
+        if len(_ISO_SECONDS) >= _ISO_SECONDS_MAX:
+            _ISO_SECONDS.clear()
+        prefix = _ISO_SECONDS[second] = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+    return f"{prefix}.{ms:03d}Z"
 
 
 def quote_payload(quote: Quote, symbol: str, exchange: str, message_type: str = "data") -> dict:
