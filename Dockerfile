@@ -22,4 +22,4 @@ USER marketapp
 EXPOSE 8000
 # The hardened server command (README "Production"): frames over WS_MAX_FRAME_BYTES are refused
 # before they are buffered. docker-compose overrides it with workers and the proxy settings.
-CMD ["uvicorn", "marketapp.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws-max-size", "65536", "--no-server-header"]
+CMD ["uvicorn", "marketapp.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "marketapp.uvicorn_ws:WebSocketProtocol", "--ws-max-size", "65536", "--no-server-header"]

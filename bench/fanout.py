@@ -51,8 +51,8 @@ async def amain(args, symbols: dict[str, int], token: str) -> None:
     for name, servers, load, title in run_plan(args, kinds, duration):
         results[name] = {}
         for kind in servers:
-            profiled = args.profile and name == "runs"  # one profile per server, of its main run
-            profile = str(common.DATA_DIR / f"fanout-{kind}.{args.profile}") if profiled else None
+            profiled = args.profile and name in ("runs", "batched")
+            profile = str(common.DATA_DIR / f"fanout-{kind}-{name}.{args.profile}") if profiled else None
             run = await run_fanout(kind, symbols, clients, token=token, processes=4, profile=profile, **load)
             if name == "batched":
                 run["batch_gain"] = batch_gain(run, results["runs"][kind])

@@ -146,6 +146,11 @@ def uvicorn_cmd(port: int, app: str = "marketapp.asgi:application", *extra: str)
         "--no-access-log",
         "--log-level",
         "warning",
+        # The README's production command: our lighter WebSocket protocol, frames capped at 64 KiB.
+        "--ws",
+        "marketapp.uvicorn_ws:WebSocketProtocol",
+        "--ws-max-size",
+        "65536",
         *extra,
         app,
     ]

@@ -23,6 +23,7 @@ BASE_DIR = Path(django_settings.BASE_DIR)
 APP = "marketapp.asgi:application"
 STUCK_TIMEOUT_S = 2.0  # short enough for a test to wait out the server giving up on a slow client
 UVICORN_OPTIONS = ("--lifespan", "off", "--log-level", "warning")
+WS_PROTOCOL = "marketapp.uvicorn_ws:WebSocketProtocol"
 
 
 def free_port() -> int:
@@ -110,7 +111,8 @@ class Server:
             return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", port, APP]
         if self.kind == "runmarket":
             return [sys.executable, "manage.py", "runmarket", "--port", port]
-        cmd = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", port]
+        # The README's server: uvicorn with our WebSocket protocol (``options`` may name another).
+        cmd = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", port, "--ws", WS_PROTOCOL]
         if workers > 1:
             cmd += ["--workers", str(workers)]
         return cmd + list(options)

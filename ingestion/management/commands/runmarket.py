@@ -45,7 +45,8 @@ class Command(BaseCommand):
             log_level="info",
             # Keep the project's LOGGING (format, token redaction): uvicorn's own would replace it.
             log_config=None,
-            ws="websockets",
+            # uvicorn's websockets protocol made lighter, by name like the application above.
+            ws="marketapp.uvicorn_ws:WebSocketProtocol",
             # uvicorn would buffer frames of up to 16 MiB before the consumer's size check ran.
             ws_max_size=int(getattr(settings, "WS_MAX_FRAME_BYTES", 65536)),
         )
