@@ -11,6 +11,9 @@ def _demo_settings_for_tests(settings):
     simulator trading around the clock, so no test depends on the hour it runs at."""
     settings.DEMO_HISTORY_SESSIONS = 0
     settings.SIM_FOLLOW_SESSIONS = False
+    # Never in the test process itself: its clean-up relies on collecting what tests left
+    # behind (server processes the tests start freeze as in production).
+    settings.GC_FREEZE_AT_START = False
 
 
 @pytest.fixture(scope="session")

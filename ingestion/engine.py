@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +58,9 @@ class InstrumentMeta:
         return self._day
 
 
+RATE_WINDOW_S = 120  # seconds of tick counts kept for ``ticks_per_second``
+
+
 @dataclass
 class EngineStats:
     """Counters for status pages and benchmarks."""
@@ -69,14 +73,27 @@ class EngineStats:
     batches: int = 0
     store_errors: int = 0
     last_tick_ms: int | None = None
-    recent: list[tuple[float, int]] = field(default_factory=list)  # (monotonic s, ticks) per batch
+    # [whole monotonic second, ticks] per second with ticks, oldest first: a few dozen entries
+    # however many batches a second brings (a list of every batch made the rate O(batches)).
+    recent: deque[list[int]] = field(default_factory=deque)
     batch_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)  # a batch: applied to published
     publish_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)  # the channel-layer publish
 
-    def ticks_per_second(self, window_s: float = 60.0) -> float:
-        now = time.monotonic()
-        self.recent = [(t, n) for t, n in self.recent if now - t <= window_s]
-        return sum(n for _, n in self.recent) / window_s
+    def count(self, ticks: int, now: float | None = None) -> None:
+        """Count a batch of ``ticks`` for the rate (at ``now``, monotonic seconds)."""
+        second = int(time.monotonic() if now is None else now)
+        recent = self.recent
+        if recent and recent[-1][0] == second:
+            recent[-1][1] += ticks
+        else:
+            recent.append([second, ticks])
+            while recent[0][0] < second - RATE_WINDOW_S:
+                recent.popleft()
+
+    def ticks_per_second(self, window_s: float = 60.0, now: float | None = None) -> float:
+        """Ticks per second over the last ``window_s`` seconds (whole seconds; at most RATE_WINDOW_S)."""
+        since = (time.monotonic() if now is None else now) - window_s
+        return sum(n for second, n in self.recent if second >= since) / window_s
 
 
 class Engine:
@@ -199,9 +216,7 @@ class Engine:
             batch.closed_bars = closed
             self.stats.bars_closed += len(closed)
             self.stats.batches += 1
-            self.stats.recent.append((time.monotonic(), len(ticks)))
-            if len(self.stats.recent) > 10_000:
-                self.stats.ticks_per_second()
+            self.stats.count(len(ticks))
             messages = self._messages(changed.values(), touched_bars.values(), closed)
             await self._hand_off(self.store.prepare(batch), messages, began)
 

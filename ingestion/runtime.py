@@ -12,6 +12,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import close_old_connections
 
+from core.gcfreeze import freeze_after_startup
 from ingestion import metrics
 from ingestion.engine import Engine
 from ingestion.manager import ProviderManager
@@ -51,6 +52,7 @@ class MarketRuntime:
         if self.with_rollup:
             self._rollup_task = asyncio.create_task(rollup_forever(settings.ROLLUP_INTERVAL_S))
         logger.info("market runtime started: %s", ", ".join(self.manager.clients) or "no providers")
+        freeze_after_startup("market runtime")
 
     async def stop(self) -> None:
         metrics.runtime_stopped(self)

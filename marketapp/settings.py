@@ -328,6 +328,9 @@ WS_MAX_NAMES_PER_FRAME = env.int("WS_MAX_NAMES_PER_FRAME", default=100)
 # How often open sockets re-check their users (deactivated, rejected, tokens revoked).
 WS_AUTH_RECHECK_S = env.float("WS_AUTH_RECHECK_S", default=2)
 # /ws resume: each instrument's last quotes kept for reconnecting clients (0 turns resume off).
+# Long-running processes (web with the lifespan protocol, ingest, runmarket, Celery streams)
+# freeze their start-up objects out of the garbage collector's full passes (core/gcfreeze.py).
+GC_FREEZE_AT_START = env.bool("GC_FREEZE_AT_START", default=True)
 LIVE_RESUME_HISTORY_LEN = env.int("LIVE_RESUME_HISTORY_LEN", default=500)
 LIVE_RESUME_HISTORY_AGE_S = env.float("LIVE_RESUME_HISTORY_AGE_S", default=300)
 

@@ -72,6 +72,7 @@ def test_ingest_streams_into_redis_and_stops_cleanly_on_ctrl_c(tmp_path, redis_d
     output = log.read_text()
     assert code == 0, output
     assert "provider SIM (simulated) started" in output
+    assert "market runtime: " in output and "start-up objects frozen out of the garbage collector" in output
     assert "provider SIM stopped" in output and "market runtime stopped" in output
     assert "Traceback" not in output
 
@@ -123,6 +124,7 @@ def test_runmarket_serves_and_streams_on_the_embedded_default(tmp_path):
     output = log.read_text()
     assert code == 0, output
     assert "provider SIM (simulated) started" in output
+    assert "start-up objects frozen out of the garbage collector" in output
     assert "market runtime stopped" in output
     assert "Traceback" not in output
     # One rolled-up daily bar of the seeded session; the simulator's walk starts from its close.

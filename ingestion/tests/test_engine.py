@@ -261,3 +261,14 @@ async def test_a_new_day_after_a_counter_near_2_32_is_a_new_day_not_a_wrap(tick_
     await engine.process([tick(day1, 100.0, 2**32 - 500)])
     await engine.process([tick(day1 + 86_400_000, 101.0, 700)])
     assert engine.aggregator.open_bars[1].volume == 700
+
+
+def test_the_tick_rate_keeps_one_entry_per_second_however_many_batches():
+    from ingestion.engine import RATE_WINDOW_S, EngineStats
+
+    stats = EngineStats()
+    for i in range(50_000):  # 50,000 batches of 2 ticks over 100 s
+        stats.count(2, now=1000.0 + i / 500)
+    assert len(stats.recent) <= RATE_WINDOW_S + 1
+    assert stats.ticks_per_second(60.0, now=1100.0) == pytest.approx(1000.0, rel=0.02)
+    assert stats.ticks_per_second(60.0, now=1300.0) == 0.0  # nothing in the last minute

@@ -67,7 +67,7 @@ def uvicorn_workers(django_db_setup):
         env={"METRICS_SNAPSHOT_INTERVAL_S": "0.5"},
     )
     try:
-        yield server.proc, server.port
+        yield server
     finally:
         server.stop()
 
@@ -99,7 +99,7 @@ async def _next_data(ws) -> dict:
 async def test_two_workers_each_fan_out_a_published_update_and_publish_their_metrics(
     uvicorn_workers, store, user, aapl
 ):
-    proc, port = uvicorn_workers
+    proc, port = uvicorn_workers.proc, uvicorn_workers.port
     workers = children(proc.pid)
     url = f"ws://127.0.0.1:{port}/ws?token={access_token(user)}"
     by_worker: dict[int, object] = {}
@@ -143,3 +143,6 @@ async def test_two_workers_each_fan_out_a_published_update_and_publish_their_met
     finally:
         client.close()
     assert published == workers
+    # Each worker froze its start-up objects out of the collector's full passes (lifespan startup).
+    log = uvicorn_workers.tail(200_000)
+    assert log.count("web: ") >= WORKERS and "start-up objects frozen out of the garbage collector" in log, log

@@ -46,6 +46,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts.authentication import token_version_current, user_access_check
+from core.gcfreeze import freeze_after_startup
 from marketdata.api.auth import cached_jwt_user
 from marketdata.api.history_headers import cors_signal_in_use, response_headers
 from marketdata.api.history_query import (
@@ -111,6 +112,7 @@ class HistoryRoute:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                freeze_after_startup("web")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await close_history_pool()
