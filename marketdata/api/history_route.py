@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import connections
 from django.http import QueryDict
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
@@ -124,7 +125,7 @@ async def _answer(scope: dict, *, intraday: bool) -> tuple[list[tuple[bytes, byt
     """(headers, body) of the 200 the DRF view would give, or None to hand the request to Django."""
     if not getattr(settings, "HISTORY_FAST_ROUTE", True) or scope.get("root_path") or cors_signal_in_use():
         return None
-    if settings.DATABASES["default"]["ENGINE"] not in ("django.db.backends.postgresql", "core.db_backend"):
+    if connections["default"].vendor != "postgresql":  # the backend says, whatever its ENGINE is named
         return None
     headers: dict[bytes, bytes] = {}
     for key, value in scope.get("headers") or ():
