@@ -6,24 +6,23 @@ import io
 import json
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from ingestion import tasks
 from ingestion.management.commands.setup_periodic_tasks import periodic_tasks_setup
+from ingestion.tests.support import redis_db
 from marketapp.celery import app
+
+__all__ = ["redis_db"]  # the fixture, from the support module
 
 
 @pytest.fixture
-def broker():
-    """The broker's Redis database (the test REDIS_URL), empty before and after."""
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def broker(redis_db):
+    """The broker's Redis database (the test REDIS_URL, as CELERY_BROKER_URL), empty before and after."""
+    assert settings.CELERY_BROKER_URL == settings.REDIS_URL
+    return redis_db
 
 
 def test_tasks_are_registered_under_their_names_with_their_limits():
