@@ -1,11 +1,14 @@
 """What the tests of the ingest runtime and of real ``manage.py`` processes share (here, in
 ``test_ingest_status`` and in ``marketapp``'s ``test_metrics``): the fast SIM provider on one
-exchange, the test Redis database, waiting for a condition and stopping a process."""
+exchange, the test Redis database, starting ``manage.py ingest``, waiting for a condition and
+stopping a process."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,3 +60,21 @@ def redis_db():
     yield client
     client.flushdb()
     client.close()
+
+
+def start_ingest(log: Path, *args: str, **env: str) -> subprocess.Popen:
+    """``manage.py ingest --refresh 0.5 *args`` on the test database and Redis, output to ``log``.
+
+    ``env`` adds to the environment (LOG_LEVEL is INFO unless given).
+    """
+    from marketdata.tests.servers import database_url
+
+    full_env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO"}
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "ingest", "--refresh", "0.5", *args],
+            cwd=ROOT,
+            env={**full_env, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

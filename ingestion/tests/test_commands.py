@@ -11,14 +11,13 @@ import urllib.request
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from ingestion.runtime import MarketRuntime, run_until_signalled
 from ingestion.tests.factories import ProviderFactory
-from ingestion.tests.support import ROOT, redis_db, sim_exchange, stop_process, wait_for
+from ingestion.tests.support import ROOT, redis_db, sim_exchange, start_ingest, stop_process, wait_for
 from instruments.reference_data import DEFAULT_ADMIN_EMAIL, DEMO_PRICES
-from marketdata.tests.servers import database_url, free_port
+from marketdata.tests.servers import free_port
 
 __all__ = ["redis_db"]  # the fixture, from the support module
 
@@ -54,21 +53,13 @@ async def test_the_runtime_streams_until_told_to_stop(redis_db):
 @pytest.mark.django_db(transaction=True)
 def test_ingest_streams_into_redis_and_stops_cleanly_on_ctrl_c(tmp_path, redis_db):
     ids = sim_exchange()
-    env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO"}
     log = tmp_path / "ingest.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "ingest", "--provider", "sim", "--refresh", "0.5"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            # Quotes of both instruments land in the Redis hash the web side reads.
-            wait_for(lambda: all(redis_db.hexists("md:q", i) for i in ids), 15, "quotes in Redis")
-        finally:
-            code = stop_process(process)
+    process = start_ingest(log, "--provider", "sim")
+    try:
+        # Quotes of both instruments land in the Redis hash the web side reads.
+        wait_for(lambda: all(redis_db.hexists("md:q", i) for i in ids), 15, "quotes in Redis")
+    finally:
+        code = stop_process(process)
     output = log.read_text()
     assert code == 0, output
     assert "provider SIM (simulated) started" in output

@@ -3,12 +3,9 @@ the provider status (the same Redis records a Celery stream writes), cleaned up 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
-from django.conf import settings
 
 from exchanges.tests.factories import ExchangeFactory
 from ingestion import streams
@@ -16,27 +13,15 @@ from ingestion.diagnostics import stream_diagnosis
 from ingestion.models import Provider
 from ingestion.streams.keys import lease_key, stop_key
 from ingestion.tests.factories import ExchangeProviderMappingFactory, ProviderFactory, ProviderInstrumentMappingFactory
-from ingestion.tests.support import FAST_SIM, ROOT, redis_db, sim_exchange, stop_process, wait_for
+from ingestion.tests.support import FAST_SIM, redis_db, sim_exchange, start_ingest, stop_process, wait_for
 from instruments.tests.factories import InstrumentFactory
-from marketdata.tests.servers import database_url
 
 __all__ = ["redis_db"]  # the fixture, from the support module
 
 
 def _ingest(tmp_path, *args: str) -> tuple[subprocess.Popen, object]:
-    env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO"}
-    env["STREAM_STATUS_INTERVAL_S"] = "0.3"
     log = tmp_path / "ingest.log"
-    out = log.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "ingest", "--refresh", "0.5", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    out.close()
-    return process, log
+    return start_ingest(log, *args, STREAM_STATUS_INTERVAL_S="0.3"), log
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 
 import orjson
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -29,13 +25,12 @@ from exchanges.tests.factories import ExchangeFactory
 from ingestion import metrics as figures
 from ingestion.runtime import MarketRuntime
 from ingestion.streams.keys import lease_key
-from ingestion.tests.support import ROOT, redis_db, sim_exchange
+from ingestion.tests.support import ROOT, redis_db, sim_exchange, start_ingest
 from instruments.tests.factories import InstrumentFactory
 from marketapp.metrics import METRICS, exported_sample_names
 from marketdata.consumers import MarketDataConsumer
 from marketdata.live.hub import close_hub
 from marketdata.live.protocol import ChannelLayerPublisher, quote_group
-from marketdata.tests.servers import database_url
 from marketdata.tests.ws_support import access_token, redis_layer_settings, redis_url
 
 __all__ = ["redis_db"]  # the fixture, from ingestion's support module
@@ -271,39 +266,26 @@ async def test_a_stuck_client_moves_conflated_dropped_and_stuck_disconnects(redi
 @pytest.mark.django_db(transaction=True)
 def test_an_ingest_process_publishes_and_the_web_process_exports_it(tmp_path, redis_db):
     sim_exchange()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "METRICS_SNAPSHOT_INTERVAL_S": "0.3",
-    }
     log = tmp_path / "ingest.log"
     # A Celery stream's lease, as StreamLease.acquire takes it.
     assert redis_db.set(lease_key("DHAN"), "streams@node-1:4242", nx=True, px=30_000)
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "ingest", "--provider", "sim", "--refresh", "0.5"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        ingest = {"role": "ingest", "process": f"{socket.gethostname()}:{process.pid}"}
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                samples = scrape()
-                if value(samples, "marketapp_engine_ticks_total", **ingest) > 0:
-                    break
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, f"no ingest snapshot exported: {log.read_text()}"
-                time.sleep(0.2)
-            first = value(samples, "marketapp_engine_ticks_total", **ingest)
-            time.sleep(1.0)
-            later = scrape()
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+    process = start_ingest(log, "--provider", "sim", METRICS_SNAPSHOT_INTERVAL_S="0.3")
+    ingest = {"role": "ingest", "process": f"{socket.gethostname()}:{process.pid}"}
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            samples = scrape()
+            if value(samples, "marketapp_engine_ticks_total", **ingest) > 0:
+                break
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"no ingest snapshot exported: {log.read_text()}"
+            time.sleep(0.2)
+        first = value(samples, "marketapp_engine_ticks_total", **ingest)
+        time.sleep(1.0)
+        later = scrape()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
     assert value(later, "marketapp_engine_ticks_total", **ingest) > first
     assert value(later, "marketapp_feed_ticks_total", provider="SIM", **ingest) > 0
     assert value(later, "marketapp_engine_batch_seconds_count", **ingest) > 0
