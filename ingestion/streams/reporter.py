@@ -110,6 +110,9 @@ class RuntimeStatusReporter:
                 await self.report()
             except RedisError as exc:
                 logger.warning("ingest: Redis unavailable for the stream status (%s)", exc)
+            except Exception:
+                # Never let one bad round end the reporting: the status would freeze as it was.
+                logger.exception("ingest: stream status report failed; reporting again in %.1fs", self.interval_s)
             await asyncio.sleep(self.interval_s)
 
     async def report(self) -> None:
@@ -128,8 +131,11 @@ class RuntimeStatusReporter:
                 self.held.pop(code)
         for code in sorted(set(self.held) - running):
             await self._stopped(code, "not streamed any more (deactivated, or no instruments to stream)")
-        for code in self.held:
-            await self._write(code, self._fields(code))
+        for code in list(self.held):
+            # The manager may have stopped a client while this round awaited Redis: the next
+            # round reports it stopped.
+            if code in self.runtime.manager.clients:
+                await self._write(code, self._fields(code))
 
     async def close(self, reason: str = "stopped") -> None:
         """Mark every provider this process reported stopped and release its lease."""

@@ -105,3 +105,42 @@ def test_a_stream_under_ingest_shows_running_in_the_status_api_and_stopped_after
     assert status["state"] == "stopped" and status["stop_reason"] == "stopped" and status["stopped_at"]
     assert redis_db.get(lease_key("SIM")) is None
     assert "Traceback" not in output
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_status_reporting_survives_a_client_stopped_during_a_round_and_any_failed_round(redis_db):
+    """A failed round (a client the manager stopped while the round awaited Redis raised
+    KeyError) never ends the reporting, which runs in a task of its own: the status froze as it
+    was. A provider still held but no longer run is reported stopped by the next round."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+    from django.conf import settings
+
+    from ingestion.runtime import MarketRuntime
+    from ingestion.streams.reporter import RuntimeStatusReporter
+
+    rounds: list[str] = []
+
+    class Reporter(RuntimeStatusReporter):
+        async def report(self) -> None:
+            rounds.append("round")
+            if len(rounds) == 1:
+                raise KeyError("SIM")  # what a client vanishing mid-round raised
+            await super().report()
+
+    reporter = Reporter(MarketRuntime(provider_codes=["NONE"]))
+    reporter.interval_s = 0.05
+    reporter._redis = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    # Held, but no longer one of the manager's clients when the round writes: skipped, not a KeyError.
+    reporter.held["SIM"] = 0.0
+    task = asyncio.create_task(reporter._report_forever())
+    try:
+        async with asyncio.timeout(5):
+            while len(rounds) < 3:  # noqa: ASYNC110 - the reporter has no event for a round
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await reporter._redis.aclose()
+    assert "SIM" not in reporter.held  # reported stopped on the next good round
