@@ -136,7 +136,7 @@ class ReplayFeedClient(FeedClient):
                     ts_text = row[i_ts]
                     ts = int(ts_text) if ts_text.isdigit() else parse_timestamp_ms(ts_text)
                     symbol = row[i_symbol].strip().upper()
-                    price = _price(row[i_price] if i_price < len(row) else None)
+                    price = _price(_cell(row, i_price))
                     size = _optional_int(_cell(row, i_size))
                     day_volume = _optional_int(_cell(row, i_volume))
                     bid, ask = _optional_float(_cell(row, i_bid)), _optional_float(_cell(row, i_ask))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Awaitable
@@ -37,7 +38,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connections
+from django.db.utils import load_backend
 from django.http import QueryDict
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
@@ -121,11 +122,18 @@ class HistoryRoute:
                 return
 
 
+@functools.cache
+def _vendor(engine: str) -> str:
+    """The database backend's vendor, whatever its ENGINE is named (read once, not per request:
+    ``connections[alias]`` would build a connection wrapper in each request's context)."""
+    return load_backend(engine).DatabaseWrapper.vendor
+
+
 async def _answer(scope: dict, *, intraday: bool) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
     """(headers, body) of the 200 the DRF view would give, or None to hand the request to Django."""
     if not getattr(settings, "HISTORY_FAST_ROUTE", True) or scope.get("root_path") or cors_signal_in_use():
         return None
-    if connections["default"].vendor != "postgresql":  # the backend says, whatever its ENGINE is named
+    if _vendor(settings.DATABASES["default"]["ENGINE"]) != "postgresql":
         return None
     headers: dict[bytes, bytes] = {}
     for key, value in scope.get("headers") or ():
