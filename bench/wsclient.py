@@ -1,9 +1,8 @@
 """The load generator's WebSocket client: RFC 6455 frames and the connection set-up.
 
-A minimal client, built for ``bench.loadgen``: ``mask_frame`` builds a masked client frame,
-``walk_frames`` finds the complete server frames in a buffer; ``Client`` (an asyncio
-protocol) does the handshake, sends the ``subscribe`` message and waits for every
-``Subscribed to`` reply; ``open_client`` opens one such connection under a concurrency gate
+A minimal client, built for ``bench.loadgen``: ``mask_frame`` builds a masked client frame;
+``Client`` (an asyncio protocol) does the handshake, sends the ``subscribe`` message and
+waits for every ``Subscribed to`` reply; ``open_client`` opens one such connection under a concurrency gate
 and timeouts; ``raise_nofile`` lifts the open-files limit for thousands of sockets.
 """
 
@@ -35,33 +34,6 @@ def mask_frame(opcode: int, data: bytes) -> bytes:
         return head + mask
     repeated = (mask * (n // 4 + 1))[:n]
     return head + mask + (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-
-
-def walk_frames(buf: bytes | bytearray) -> tuple[int, list[tuple[int, bytes]]]:
-    """``(end of the last complete frame, [(opcode, payload) of control frames])``; server frames are unmasked."""
-    pos = 0
-    n = len(buf)
-    control = []
-    while n - pos >= 2:
-        length = buf[pos + 1] & 0x7F
-        head = 2
-        if length == 126:
-            if n - pos < 4:
-                break
-            length = (buf[pos + 2] << 8) | buf[pos + 3]
-            head = 4
-        elif length == 127:
-            if n - pos < 10:
-                break
-            length = struct.unpack_from("!Q", buf, pos + 2)[0]
-            head = 10
-        if n - pos < head + length:
-            break
-        opcode = buf[pos] & 0x0F
-        if opcode >= 8:
-            control.append((opcode, bytes(buf[pos + head : pos + head + length])))
-        pos += head + length
-    return pos, control
 
 
 class Client(asyncio.Protocol):
