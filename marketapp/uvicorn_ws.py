@@ -27,6 +27,8 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import OPEN
 
+from marketdata.live.outbox import WRITE_TEXT_EXTENSION
+
 _LEN16 = struct.Struct("!BBH").pack
 _LEN64 = struct.Struct("!BBQ").pack
 _FIN_TEXT = 0x81
@@ -40,6 +42,27 @@ def text_frame(data: bytes) -> bytes:
     if n < 65536:
         return _LEN16(_FIN_TEXT, 126, n) + data
     return _LEN64(_FIN_TEXT, 127, n) + data
+
+
+class _LastFrame:
+    """The frame of the last text framed, by identity: the hub offers one ``str`` object to every
+    subscriber of an update in turn, so it is encoded and framed once per process, not per client."""
+
+    __slots__ = ("frame", "text")
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.frame = b""
+
+    def of(self, text: str) -> bytes:
+        if text is not self.text:
+            self.frame = text_frame(text.encode())
+            self.text = text
+        return self.frame
+
+
+_last = _LastFrame()
+frame_of = _last.of
 
 
 class _Flag:
@@ -126,6 +149,27 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = _ReceiveQueue()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
 
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # The app task is created above but has not run: the scope is still ours to extend.
+        self.scope["extensions"][WRITE_TEXT_EXTENSION] = self.write_text_now
+
+    def write_text_now(self, text: str) -> bool:
+        """Write one text frame at once (``WRITE_TEXT_EXTENSION``); False, writing nothing, when
+        the connection is not open or the transport is pushing back (``send`` then waits)."""
+        if (
+            self.writable._set
+            and self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and not self.conn.extensions
+            and self.conn.state is OPEN
+        ):
+            self.transport.write(frame_of(text))
+            return True
+        return False
+
     async def send(self, message: Any) -> None:
         if (
             message["type"] == "websocket.send"
@@ -141,7 +185,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                 if self.disconnected:
                     raise ClientDisconnected()
                 if self.conn.state is OPEN and not self.close_sent:
-                    self.transport.write(text_frame(text.encode()))
+                    self.transport.write(frame_of(text))
                     return
         accepting = not self.handshake_complete
         await super().send(message)

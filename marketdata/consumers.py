@@ -30,7 +30,7 @@ import time
 from django.conf import settings
 
 from marketdata.live.hub import FanoutHub, LiveInstrument, ResolveError, get_hub
-from marketdata.live.outbox import Outbox
+from marketdata.live.outbox import WRITE_TEXT_EXTENSION, Outbox
 from marketdata.live.protocol import bar_group, quote_group, quote_texts
 from marketdata.live.store import QuoteResume
 from marketdata.seed_frames import error_text as seed_error_text
@@ -148,6 +148,7 @@ class MarketDataConsumer(ConnectionAuth):
             max_replies=2 * self.limits.send_queue,
             backlog=self.scope.get(SCOPE_BACKLOG),
             backlog_limit=self.limits.transport_buffer_bytes,
+            write_now=(self.scope.get("extensions") or {}).get(WRITE_TEXT_EXTENSION),
         )
         batch_ms, problem = query_batch_ms(self.scope.get("query_string") or b"")
         if batch_ms:

@@ -216,7 +216,7 @@ class SeedSession:
         self.feed = SeedFeed(consumer.outbox)
         self.encoder = SeedEncoder()
         self.outbox.set_batch(0)  # the seed framing is one binary frame per update, whatever ?batch_ms= said
-        self.outbox.encode = self.encoder
+        self.outbox.set_encode(self.encoder)
         self.subscriptions: dict[str, _Subscription] = {}
 
     def error(self, text: str, channel: str | None = None) -> None:

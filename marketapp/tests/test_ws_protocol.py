@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from marketapp.uvicorn_ws import WebSocketProtocol, text_frame
+from marketdata.live.outbox import WRITE_TEXT_EXTENSION
 from marketdata.tests.servers import free_port
 
 SIZES = [0, 1, 125, 126, 65_535, 65_536, 300_000]
@@ -28,11 +29,21 @@ def payload(n: int) -> str:
 
 
 class App:
-    """``size N``: one text of N characters; ``flood N``: N texts of 64 KiB; ``close C``: close with C."""
+    """``size N``: one text of N characters; ``flood N``: N texts of 64 KiB; ``close C``: close with C.
+
+    ``direct N``: N texts of 64 KiB through the server's writer (``WRITE_TEXT_EXTENSION``), each
+    one it refuses through ``send``; ``direct-size N``: one text of N characters the same way.
+    """
 
     def __init__(self) -> None:
         self.sent = 0
+        self.refused = 0
         self.received: list[str] = []
+
+    async def write(self, scope, send, text: str) -> None:
+        if not scope["extensions"][WRITE_TEXT_EXTENSION](text):
+            self.refused += 1
+            await send({"type": "websocket.send", "text": text})
 
     async def __call__(self, scope, receive, send) -> None:
         assert scope["type"] == "websocket"
@@ -50,6 +61,12 @@ class App:
                 for i in range(int(arg)):
                     await send({"type": "websocket.send", "text": f"{i:08d}" + "x" * 65_528})
                     self.sent += 1
+            elif command == "direct":
+                for i in range(int(arg)):
+                    await self.write(scope, send, f"{i:08d}" + "x" * 65_528)
+                    self.sent += 1
+            elif command == "direct-size":
+                await self.write(scope, send, payload(int(arg)))
             elif command == "close":
                 await send({"type": "websocket.send", "text": "bye"})
                 await send({"type": "websocket.close", "code": int(arg)})
@@ -136,3 +153,26 @@ async def test_a_connection_keeps_no_handshake_objects_queue_or_event(server):
         assert conn.request is None and conn.response is None
         assert not isinstance(conn.queue, asyncio.Queue) and not isinstance(conn.writable, asyncio.Event)
         assert conn.queue.empty() and conn.queue._items is None  # idle: no deque kept
+
+
+async def test_the_direct_writer_writes_until_the_transport_pushes_back_then_send_takes_over(server):
+    app, srv, url = server
+    async with connect(url, compression=None, max_size=None, max_queue=1) as ws:
+        await ws.send("direct 2000")
+        await asyncio.sleep(1.0)
+        assert app.sent < 2000, "the writer buffered everything for a client that does not read"
+        assert app.refused >= 1  # the paused transport refused a frame; the app waits in send()
+        (conn,) = protocols(srv)
+        assert not conn.writable.is_set()
+        got = [await ws.recv() for _ in range(2000)]
+    assert [int(m[:8]) for m in got] == list(range(2000))
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"], ids=["plain", "permessage-deflate"])
+async def test_the_direct_writer_frames_every_length_and_leaves_compressed_connections_to_send(server, compression):
+    app, _srv, url = server
+    async with connect(url, compression=compression, max_size=None) as ws:
+        for n in SIZES:
+            await ws.send(f"direct-size {n}")
+            assert await ws.recv() == payload(n)
+    assert app.refused == (len(SIZES) if compression else 0)

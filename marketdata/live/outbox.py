@@ -36,7 +36,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from marketdata.live.batchclock import BatchClock, batch_clock
@@ -45,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 BACKLOG_POLL_S = 0.02
 
+# An ASGI scope extension a server may offer (``scope["extensions"][WRITE_TEXT_EXTENSION]``):
+# a callable ``write(text) -> bool`` that writes one text frame at once, or returns False (the
+# connection is not open, or its transport is pushing back) and writes nothing; the caller then
+# uses ``send``. ``marketapp.uvicorn_ws`` offers it.
+WRITE_TEXT_EXTENSION = "marketapp.write_text"
 
 BATCH_HEAD = '{"message_type":"batch","messages":['
 BATCH_TAIL = "]}"
@@ -65,6 +70,8 @@ class Outbox:
         "_snapshot_seq",
         "_task",
         "_waiter",
+        "_write_now",
+        "_writer",
         "backlog",
         "backlog_limit",
         "batch_s",
@@ -94,8 +101,15 @@ class Outbox:
         backlog_limit: int = 256 * 1024,
         encode: Callable[[str, str], bytes | None] | None = None,
         max_replay: int | None = None,
+        write_now: Callable[[str], bool] | None = None,
     ) -> None:
         self._send = send
+        # The server's synchronous text-frame writer (WRITE_TEXT_EXTENSION), when it has one:
+        # an update for an idle connection is written from ``offer``, without waking the sender.
+        # ``_write_now`` is that writer while frames carry one text message each (no batch
+        # window, no binary encoding), else None: ``offer`` checks one slot.
+        self._writer = write_now
+        self._write_now = write_now if encode is None else None
         # Turns a live update (key, text) into a binary frame when it is sent (the seed framing);
         # None sends the text as it is. Returning None skips the update.
         self.encode = encode
@@ -105,7 +119,9 @@ class Outbox:
         self.backlog_limit = backlog_limit
         # Created with the first reply: most connections only ever get live updates.
         self.replies: deque[str] | None = None
-        self.pending: OrderedDict[str, str] = OrderedDict()
+        # key -> newest text, oldest key first (a plain dict keeps insertion order and is cheaper
+        # than an OrderedDict for the hub's store per subscriber and the batch frame's join)
+        self.pending: dict[str, str] = {}
         # (key, text) of resumed channels' updates, sent in order and never conflated
         # Created when first needed: most connections never resume (an idle connection's
         # memory is mostly these containers, see README "Performance").
@@ -156,12 +172,28 @@ class Outbox:
         if key in pending:
             pending[key] = text
             self.conflated += 1
+        elif not pending and self._waiter is not None and self._write_now is not None and self._idle(text):
+            return
         elif len(pending) < self.max_pending:
             pending[key] = text
             if not self.holding:
                 self._wake()
         else:
             self._drop()
+
+    def _idle(self, text: str) -> bool:
+        """Write ``text`` now when nothing else is on its way (False: the update takes the queue).
+
+        Called with nothing pending and the sender parked: no reply, replay, batch window or
+        frame in flight may go first, and the server writes only when the connection is open
+        and its transport is not pushing back.
+        """
+        if self.replies or self.replay or self._flight is not None:
+            return False
+        if not self._write_now(text):
+            return False
+        self.sent += 1
+        return True
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -306,10 +338,16 @@ class Outbox:
         if self._resume_gap:
             self._resume_gap.discard(key)
 
+    def set_encode(self, encode: Callable[[str, str], bytes | None] | None) -> None:
+        """Send live updates as ``encode(key, text)`` binary frames from now on (None: as text)."""
+        self.encode = encode
+        self._write_now = self._writer if not self.batch_s and encode is None else None
+
     def set_batch(self, batch_ms: int) -> None:
         """Send data messages as one ``batch`` frame at most every ``batch_ms`` (0: one message per frame)."""
         self.batch_s = batch_ms / 1000
         self.next_batch = 0.0
+        self._write_now = self._writer if not batch_ms and self.encode is None else None
         self._unclock()
         if self.holding:
             self.holding = False
@@ -320,7 +358,8 @@ class Outbox:
 
         When the sender is idle (no reply to send, no frame in flight) and the server's ``send``
         never waits for the transport by itself (no ``backlog`` probe to poll), the frame is sent
-        from here, sparing the sender a wake-up per window.
+        from here, sparing the sender a wake-up per window: by the server's writer
+        (``WRITE_TEXT_EXTENSION``) when it has one and the transport takes it, else by ``send``.
         """
         self.holding = False
         if not (self.pending or self.replay):
@@ -331,7 +370,12 @@ class Outbox:
             return
         self.holding = True
         self._clock.hold(self)
-        self._send_now({"type": "websocket.send", "text": self._batch_text()})
+        text = self._batch_text()
+        writer = self._writer
+        if writer is not None and writer(text):  # the server's own writer: no send coroutine per frame
+            self.sent += 1
+            return
+        self._send_now({"type": "websocket.send", "text": text})
 
     def _send_now(self, event: dict) -> None:
         """Run ``send(event)`` here; one that has to wait (back-pressure) finishes in a task of its own."""
@@ -386,7 +430,7 @@ class Outbox:
                 pending.clear()
             else:
                 for _ in range(room):
-                    parts.append(pending.popitem(last=False)[1])
+                    parts.append(_pop_oldest(pending)[1])
             self.full_since = None
         return BATCH_HEAD + ",".join(parts) + BATCH_TAIL
 
@@ -442,7 +486,7 @@ class Outbox:
                 elif self.replay:
                     event = {"type": "websocket.send", "text": self.replay.popleft()[1]}
                 elif pending:
-                    key, text = pending.popitem(last=False)
+                    key, text = _pop_oldest(pending)
                     self.full_since = None
                     encode = self.encode
                     if encode is None:
@@ -505,6 +549,12 @@ class _Resumed:
                     waiting = coro.send(None)
                 except StopIteration:
                     return
+
+
+def _pop_oldest(pending: dict[str, str]) -> tuple[str, str]:
+    """Remove and return the oldest ``(key, text)`` (a dict's first key is its oldest insertion)."""
+    key = next(iter(pending))
+    return key, pending.pop(key)
 
 
 def _seq_of(text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from marketdata.live.hub import conflation_key
 from marketdata.live.outbox import Outbox
@@ -115,4 +116,104 @@ async def test_a_live_update_already_in_the_snapshot_is_not_sent_after_it():
     outbox.offer("quote.1", '{"message_type":"data","seq":6}')
     await settle()
     assert send.texts == ['{"message_type":"snapshot","seq":5}', '{"message_type":"data","seq":6}']
+    await outbox.stop()
+
+
+class Writer:
+    """A server's ``WRITE_TEXT_EXTENSION`` writer: writes into the recorder's frames while ``accepting``."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.accepting = True
+        self.calls = 0
+
+    def __call__(self, text: str) -> bool:
+        self.calls += 1
+        if not self.accepting:
+            return False
+        self.recorder.texts.append(text)
+        return True
+
+
+async def direct_outbox() -> tuple[Recorder, Writer, Outbox]:
+    """An outbox with a server writer, started, its sender parked."""
+    send = Recorder()
+    writer = Writer(send)
+    outbox = Outbox(send, max_pending=10, max_replies=10, write_now=writer)
+    outbox.start()
+    await settle()
+    return send, writer, outbox
+
+
+async def test_an_idle_connection_gets_its_update_written_at_once_without_waking_the_sender():
+    send = Recorder()
+    writer = Writer(send)
+    outbox = Outbox(send, max_pending=10, max_replies=10, write_now=writer)
+    outbox.start()
+    await settle()  # the sender is parked
+    outbox.offer("quote.1", "a1")
+    assert send.texts == ["a1"]  # written inside offer, before any task ran
+    assert outbox.sent == 1 and not outbox.pending
+    outbox.offer("quote.2", "b1")
+    assert send.texts == ["a1", "b1"]
+    await outbox.stop()
+
+
+async def test_a_transport_pushing_back_queues_the_update_and_later_ones_never_overtake_it():
+    send, writer, outbox = await direct_outbox()
+    writer.accepting = False
+    send.gate.clear()  # and the sender's own send waits, as uvicorn's does for a paused transport
+    outbox.offer("quote.1", "a1")
+    assert send.texts == [] and dict(outbox.pending) == {"quote.1": "a1"}
+    await settle()  # the sender took a1 and waits in send()
+    writer.accepting = True
+    calls = writer.calls
+    outbox.offer("quote.2", "b1")  # something is on its way: this one queues behind it
+    outbox.offer("quote.2", "b2")
+    assert writer.calls == calls
+    send.gate.set()
+    await settle()
+    assert send.texts == ["a1", "b2"]
+    outbox.offer("quote.3", "c1")  # idle again: written at once
+    assert send.texts == ["a1", "b2", "c1"]
+    await outbox.stop()
+
+
+async def test_a_reply_waiting_goes_before_an_update_offered_after_it():
+    send, _writer, outbox = await direct_outbox()
+    outbox.reply("info")
+    outbox.offer("quote.1", "a1")
+    await settle()
+    assert send.texts == ["info", "a1"]
+    await outbox.stop()
+
+
+async def test_batched_and_binary_connections_never_write_single_updates_directly():
+    send = Recorder()
+    writer = Writer(send)
+    outbox = Outbox(send, max_pending=10, max_replies=10, write_now=writer)
+    outbox.set_batch(20)
+    outbox.start()
+    await settle()
+    outbox.offer("quote.1", "1")
+    outbox.offer("quote.2", "2")
+    assert writer.calls == 0
+    await asyncio.sleep(0.1)
+    assert all(t.startswith('{"message_type":"batch","messages":[') for t in send.texts)
+    assert [m for t in send.texts for m in json.loads(t)["messages"]] == [1, 2]
+    await outbox.stop()
+
+    frames: list[bytes] = []
+
+    async def binary_send(message: dict) -> None:
+        frames.append(message["bytes"])
+
+    outbox = Outbox(binary_send, max_pending=10, max_replies=10, write_now=writer)
+    outbox.set_encode(lambda key, text: text.encode())
+    outbox.start()
+    await settle()
+    calls = writer.calls
+    outbox.offer("quote.1", "x")
+    await settle()
+    assert writer.calls == calls and frames == [b"x"]
     await outbox.stop()

@@ -80,14 +80,29 @@ class HubStats:
 class _Route:
     """One joined group: its local subscribers and whether the layer subscription is in place."""
 
-    __slots__ = ("bars", "group", "joining", "members", "opened")
+    __slots__ = ("_fanout", "bars", "group", "joining", "members", "opened")
 
     def __init__(self, group: str) -> None:
         self.group = group
         self.bars = group.startswith(BAR_GROUP_PREFIX)
         self.members: set[Subscriber] = set()
+        # The members as a tuple for dispatch (faster to walk than the set), made again after a change
+        self._fanout: tuple[Subscriber, ...] | None = None
         self.joining = 0  # joins waiting for the layer subscription; they keep the route alive
         self.opened: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def add(self, member: Subscriber) -> None:
+        self.members.add(member)
+        self._fanout = None
+
+    def discard(self, member: Subscriber) -> None:
+        self.members.discard(member)
+        self._fanout = None
+
+    def fanout(self) -> tuple[Subscriber, ...]:
+        if self._fanout is None:
+            self._fanout = tuple(self.members)
+        return self._fanout
 
 
 def pubsub_source() -> type[RedisPubSubSource]:
@@ -197,7 +212,7 @@ class FanoutHub:
                 await asyncio.shield(route.opened)
             finally:
                 route.joining -= 1
-        route.members.add(member)
+        route.add(member)
         self._ensure_background()
 
     def leave(self, group: str, member: Subscriber) -> None:
@@ -205,7 +220,7 @@ class FanoutHub:
         route = self.routes.get(group)
         if route is None:
             return
-        route.members.discard(member)
+        route.discard(member)
         if not route.members and not route.joining:
             del self.routes[group]
             self._discard(group)
@@ -259,7 +274,7 @@ class FanoutHub:
             return  # a group left a moment ago
         self.messages += 1
         key = conflation_key(group, text) if route.bars else group
-        for member in route.members:
+        for member in route._fanout or route.fanout():
             member.offer(key, text)
 
     def spawn(self, coro) -> None:
