@@ -172,7 +172,7 @@ class Outbox:
         if key in pending:
             pending[key] = text
             self.conflated += 1
-        elif not pending and self._waiter is not None and self._write_now is not None and self._idle(text):
+        elif self._write_now is not None and not pending and self._waiter is not None and self._idle(text):
             return
         elif len(pending) < self.max_pending:
             pending[key] = text
