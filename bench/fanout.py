@@ -4,8 +4,9 @@ The real web server (daphne, then uvicorn, each on core 0, then ``uvicorn --work
 allowed both cores, which it shares with the load side) with the Redis pub/sub channel
 layer; 1,000 clients (4 load-generator processes x 250 connections, on core 1), each
 subscribed to 10 of 100 symbols, so every symbol has 100 subscribers; a publisher (this
-process, core 1) sends 2,000 quote updates per second (20 per symbol) for 30 s (quick:
-5 s) through ``marketdata.live.protocol.ChannelLayerPublisher``, the engine's own publisher, with
+process, core 1) sends 2,000 quote updates per second (20 per symbol, one batch of 10 every
+5 ms) for 30 s (quick: 5 s) through ``marketdata.live.protocol.ChannelLayerPublisher``, the
+engine's own publisher, with
 real quote payloads carrying ``sent_ns`` (``time.time_ns()`` when the update was encoded).
 
 Reported per server: delivered messages per second, latency publish -> client receive
