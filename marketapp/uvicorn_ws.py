@@ -165,6 +165,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             and self.initial_response is None
             and not self.conn.extensions
             and self.conn.state is OPEN
+            and not self.transport.is_closing()
         ):
             self.transport.write(frame_of(text))
             return True

@@ -190,10 +190,24 @@ class Outbox:
         """
         if self.replies or self.replay or self._flight is not None:
             return False
-        if not self._write_now(text):
+        if not self._written(self._write_now, text):
             return False
         self.sent += 1
         return True
+
+    @staticmethod
+    def _written(writer: Callable[[str], bool], text: str) -> bool:
+        """``writer(text)``, where a writer that raises (a transport closing under it) counts as a refusal.
+
+        The hub calls ``offer`` for every subscriber in one loop: nothing one connection's
+        transport does may reach it. The refused text takes the queue, whose ``send`` fails in
+        the sender task, which logs it and leaves the clean-up to the connection's receive side.
+        """
+        try:
+            return writer(text)
+        except Exception as exc:
+            logger.debug("websocket direct write failed: %r", exc)
+            return False
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -372,7 +386,7 @@ class Outbox:
         self._clock.hold(self)
         text = self._batch_text()
         writer = self._writer
-        if writer is not None and writer(text):  # the server's own writer: no send coroutine per frame
+        if writer is not None and self._written(writer, text):  # the server's writer: no send coroutine per frame
             self.sent += 1
             return
         self._send_now({"type": "websocket.send", "text": text})

@@ -217,3 +217,25 @@ async def test_batched_and_binary_connections_never_write_single_updates_directl
     await settle()
     assert writer.calls == calls and frames == [b"x"]
     await outbox.stop()
+
+
+async def test_a_writer_that_raises_is_a_refusal_and_the_update_goes_through_send():
+    send = Recorder()
+
+    def closing(text: str) -> bool:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+    outbox = Outbox(send, max_pending=10, max_replies=10, write_now=closing)
+    outbox.start()
+    await settle()
+    outbox.offer("quote.1", "a1")  # must not raise into the hub's loop over subscribers
+    assert dict(outbox.pending) == {"quote.1": "a1"}
+    await settle()
+    assert send.texts == ["a1"]
+    outbox.set_batch(20)  # the batch clock's frames: refused by the writer, sent by send
+    for i in range(1, 4):
+        outbox.offer(f"quote.{i}", str(i))
+        await asyncio.sleep(0.03)
+    await asyncio.sleep(0.1)
+    assert [m for t in send.texts[1:] for m in json.loads(t)["messages"]] == [1, 2, 3]
+    await outbox.stop()
