@@ -151,6 +151,12 @@ static void scan(ctx_t *c, const conn_t *conn, const char *p, const char *end, i
     }
 }
 
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* the publisher's time.time_ns() clock */
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void pong(int fd, const unsigned char *payload, size_t n) {
     unsigned char frame[2 + 4 + 125];
     if (n > 125) n = 125; /* control frames carry at most 125 bytes */
@@ -246,7 +252,7 @@ int mg_add(void *ctx, int fd, int client, const unsigned char *data, size_t n) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)c->nconn};
     if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return -errno;
     c->nconn++;
-    frames(c, conn, 0); /* whatever arrived with the last set-up reply */
+    frames(c, conn, now_ns()); /* whatever arrived with the last set-up reply */
     return 0;
 }
 
@@ -297,10 +303,8 @@ int mg_run(void *ctx, int control_fd, int64_t poll_ns) {
                 c->closed++;
                 continue;
             }
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
             conn->len += (size_t)got;
-            frames(c, conn, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+            frames(c, conn, now_ns());
         }
         if (command) return 1;
         if (poll_ns > 0) nanosleep(&pause, NULL);
