@@ -16,6 +16,23 @@ def _demo_settings_for_tests(settings):
     settings.GC_FREEZE_AT_START = False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes():
+    """PBKDF2 at 1,000 iterations in the test process instead of Django's 1,000,000 (~0.45 s a
+    hash on this machine, paid by every user a test creates and every login it makes).
+
+    The hashes keep the production algorithm and carry their iteration count, so the servers
+    tests start in subprocesses (real settings) verify them as they are (upgrading them on a
+    login, as Django upgrades any older hash). Production settings are not touched.
+    """
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    saved = PBKDF2PasswordHasher.iterations
+    PBKDF2PasswordHasher.iterations = 1000
+    yield
+    PBKDF2PasswordHasher.iterations = saved
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup):
     """Before the test database is dropped (``--create-db``, as CI runs), no session may stay on
