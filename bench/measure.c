@@ -31,6 +31,12 @@ enum { READ_ROOM = 65536, MAX_EVENTS = 1024, MAX_BUFFER = 64 << 20 };
 static const char HEAD[] = "{\"message_type\":\"data\",\"symbol\":\"";
 #define HEAD_LEN (sizeof(HEAD) - 1)
 
+typedef struct { /* bench/native.py's _Row */
+    int64_t ns;
+    int32_t client, sym;
+    double close;
+} row_t;
+
 typedef struct {
     int fd;
     int client;
@@ -49,9 +55,7 @@ typedef struct {
     int64_t received, last_ns, unknown;
     int64_t *lat; /* fan-out: receive ns - sent_ns */
     size_t nlat, caplat;
-    int64_t *e_ns; /* e2e: one row per data message */
-    int32_t *e_client, *e_sym;
-    double *e_close;
+    row_t *rows; /* e2e: one row per data message */
     size_t ne, cape;
     char errors[8192];
     size_t errlen;
@@ -129,23 +133,8 @@ static void scan(ctx_t *c, const conn_t *conn, const char *p, const char *end, i
                 c->lat[c->nlat++] = now - sent;
         } else if (c->mode == MODE_E2E) {
             const char *at = memmem(q, (size_t)(stop - q), "\"close\":", 8);
-            if (at) {
-                size_t need = c->ne + 1;
-                size_t cap = c->cape;
-                if (grow((void **)&c->e_ns, &cap, need, sizeof(int64_t))) return;
-                cap = c->cape;
-                if (grow((void **)&c->e_client, &cap, need, sizeof(int32_t))) return;
-                cap = c->cape;
-                if (grow((void **)&c->e_sym, &cap, need, sizeof(int32_t))) return;
-                cap = c->cape;
-                if (grow((void **)&c->e_close, &cap, need, sizeof(double))) return;
-                c->cape = cap;
-                c->e_ns[c->ne] = now;
-                c->e_client[c->ne] = conn->client;
-                c->e_sym[c->ne] = k;
-                c->e_close[c->ne] = strtod(at + 8, NULL);
-                c->ne++;
-            }
+            if (at && !grow((void **)&c->rows, &c->cape, c->ne + 1, sizeof(row_t)))
+                c->rows[c->ne++] = (row_t){now, conn->client, k, strtod(at + 8, NULL)};
         }
         p = stop;
     }
@@ -320,10 +309,7 @@ int64_t *mg_last(void *ctx) { return ((ctx_t *)ctx)->last; }
 size_t mg_nlat(void *ctx) { return ((ctx_t *)ctx)->nlat; }
 int64_t *mg_lat(void *ctx) { return ((ctx_t *)ctx)->lat; }
 size_t mg_ne(void *ctx) { return ((ctx_t *)ctx)->ne; }
-int64_t *mg_e_ns(void *ctx) { return ((ctx_t *)ctx)->e_ns; }
-int32_t *mg_e_client(void *ctx) { return ((ctx_t *)ctx)->e_client; }
-int32_t *mg_e_sym(void *ctx) { return ((ctx_t *)ctx)->e_sym; }
-double *mg_e_close(void *ctx) { return ((ctx_t *)ctx)->e_close; }
+row_t *mg_rows(void *ctx) { return ((ctx_t *)ctx)->rows; }
 const char *mg_errors(void *ctx, size_t *n) {
     *n = ((ctx_t *)ctx)->errlen;
     return ((ctx_t *)ctx)->errors;
@@ -341,10 +327,7 @@ void mg_free(void *ctx) {
     free(c->counts);
     free(c->last);
     free(c->lat);
-    free(c->e_ns);
-    free(c->e_client);
-    free(c->e_sym);
-    free(c->e_close);
+    free(c->rows);
     if (c->epfd >= 0) close(c->epfd);
     free(c);
 }

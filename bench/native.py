@@ -20,8 +20,12 @@ SOURCE = Path(__file__).resolve().parent / "measure.c"
 MODES = {"idle": 0, "fanout": 1, "e2e": 2}
 
 _I64P = ctypes.POINTER(ctypes.c_int64)
-_I32P = ctypes.POINTER(ctypes.c_int32)
-_F64P = ctypes.POINTER(ctypes.c_double)
+
+
+class _Row(ctypes.Structure):
+    """One e2e row (``row_t`` in measure.c)."""
+
+    _fields_ = [("ns", ctypes.c_int64), ("client", ctypes.c_int32), ("sym", ctypes.c_int32), ("close", ctypes.c_double)]
 
 
 def build() -> Path:
@@ -58,10 +62,7 @@ def _library() -> ctypes.CDLL:
         ("mg_nlat", ctypes.c_size_t),
         ("mg_lat", _I64P),
         ("mg_ne", ctypes.c_size_t),
-        ("mg_e_ns", _I64P),
-        ("mg_e_client", _I32P),
-        ("mg_e_sym", _I32P),
-        ("mg_e_close", _F64P),
+        ("mg_rows", ctypes.POINTER(_Row)),
     ):
         getattr(lib, name).restype = restype
         getattr(lib, name).argtypes = [vp]
@@ -145,12 +146,8 @@ class Native:
         n = self.lib.mg_ne(self.ctx)
         if not n:
             return []
-        at = self.lib.mg_e_ns(self.ctx)[:n]
-        client = self.lib.mg_e_client(self.ctx)[:n]
-        sym = self.lib.mg_e_sym(self.ctx)[:n]
-        close = self.lib.mg_e_close(self.ctx)[:n]
         names = self.symbols
-        return [(at[i], client[i], names[sym[i]], close[i]) for i in range(n)]
+        return [(r.ns, r.client, names[r.sym], r.close) for r in self.lib.mg_rows(self.ctx)[:n]]
 
     def close(self) -> None:
         if self.ctx:

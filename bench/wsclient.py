@@ -13,7 +13,6 @@ import base64
 import os
 import resource
 import struct
-from collections import Counter
 
 import orjson
 
@@ -50,9 +49,6 @@ class Client(asyncio.Protocol):
         self.subscribed = 0
         self.ready = asyncio.get_running_loop().create_future()
         self.lost = False
-        # measured phase
-        self.counts: Counter[bytes] = Counter()
-        self.last: dict[bytes, bytes] = {}
 
     def connection_made(self, transport) -> None:
         self.transport = transport
